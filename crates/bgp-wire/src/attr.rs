@@ -1,0 +1,694 @@
+//! Path attributes (RFC 4271 §4.3, §5) and their RFC 7606 error handling.
+//!
+//! ```text
+//! 0                   1
+//! 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5
+//! +---------------+---------------+
+//! |  Attr. Flags  |Attr. Type Code|   then 1 or 2 octets of length (Extended Length bit)
+//! +---------------+---------------+
+//! ```
+//!
+//! Per-attribute verdicts when an attribute is malformed (RFC 7606 §7):
+//! ORIGIN, AS_PATH, NEXT_HOP, MED, LOCAL_PREF, COMMUNITIES, ORIGINATOR_ID,
+//! CLUSTER_LIST, EXTENDED_COMMUNITIES, LARGE_COMMUNITY → treat-as-withdraw;
+//! ATOMIC_AGGREGATE, AGGREGATOR, AS4_PATH, AS4_AGGREGATOR → attribute discard;
+//! MP_REACH_NLRI / MP_UNREACH_NLRI → session reset (handled in [`crate::update`]).
+
+use std::net::Ipv4Addr;
+
+use crate::notification::{self, Notification};
+use crate::update::Repair;
+use crate::{Ctx, Reader, AS_TRANS};
+
+pub const FLAG_OPTIONAL: u8 = 0x80;
+pub const FLAG_TRANSITIVE: u8 = 0x40;
+pub const FLAG_PARTIAL: u8 = 0x20;
+pub const FLAG_EXTENDED: u8 = 0x10;
+
+pub const ORIGIN: u8 = 1;
+pub const AS_PATH: u8 = 2;
+pub const NEXT_HOP: u8 = 3;
+pub const MED: u8 = 4;
+pub const LOCAL_PREF: u8 = 5;
+pub const ATOMIC_AGGREGATE: u8 = 6;
+pub const AGGREGATOR: u8 = 7;
+pub const COMMUNITIES: u8 = 8;
+pub const ORIGINATOR_ID: u8 = 9;
+pub const CLUSTER_LIST: u8 = 10;
+pub const MP_REACH_NLRI: u8 = 14;
+pub const MP_UNREACH_NLRI: u8 = 15;
+pub const EXTENDED_COMMUNITIES: u8 = 16;
+pub const AS4_PATH: u8 = 17;
+pub const AS4_AGGREGATOR: u8 = 18;
+pub const LARGE_COMMUNITY: u8 = 32;
+
+/// ORIGIN values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Origin {
+    Igp = 0,
+    Egp = 1,
+    Incomplete = 2,
+}
+
+impl Origin {
+    pub fn code(self) -> &'static str {
+        match self {
+            Origin::Igp => "i",
+            Origin::Egp => "e",
+            Origin::Incomplete => "?",
+        }
+    }
+}
+
+/// AS_PATH segment kinds (RFC 4271, RFC 5065).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum SegmentKind {
+    Set = 1,
+    Sequence = 2,
+    ConfedSequence = 3,
+    ConfedSet = 4,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct AsSegment {
+    pub kind: SegmentKind,
+    pub asns: Vec<u32>,
+}
+
+/// An AS_PATH, always held with 4-octet AS numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct AsPath {
+    pub segments: Vec<AsSegment>,
+}
+
+impl AsPath {
+    pub fn from_sequence(asns: Vec<u32>) -> Self {
+        if asns.is_empty() {
+            return AsPath::default();
+        }
+        AsPath {
+            segments: vec![AsSegment {
+                kind: SegmentKind::Sequence,
+                asns,
+            }],
+        }
+    }
+
+    /// Path length for best-path selection: a set counts one, confederation segments none.
+    pub fn len(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| match s.kind {
+                SegmentKind::Sequence => s.asns.len(),
+                SegmentKind::Set => 1,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// The neighbour AS: first AS of the first sequence.
+    pub fn first(&self) -> Option<u32> {
+        self.segments
+            .first()
+            .filter(|s| s.kind == SegmentKind::Sequence)
+            .and_then(|s| s.asns.first().copied())
+    }
+
+    pub fn contains(&self, asn: u32) -> bool {
+        self.segments.iter().any(|s| s.asns.contains(&asn))
+    }
+
+    /// Prepend `asn` (as done when sending to an eBGP peer).
+    pub fn prepend(&mut self, asn: u32, times: usize) {
+        match self.segments.first_mut() {
+            Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() + times <= 255 => {
+                s.asns.splice(0..0, std::iter::repeat_n(asn, times));
+            }
+            _ => self.segments.insert(
+                0,
+                AsSegment {
+                    kind: SegmentKind::Sequence,
+                    asns: vec![asn; times],
+                },
+            ),
+        }
+    }
+
+    fn decode(v: &[u8], four: bool) -> Option<AsPath> {
+        let mut r = Reader::new(v);
+        let mut segments = Vec::new();
+        while !r.is_empty() {
+            let kind = match r.u8().ok()? {
+                1 => SegmentKind::Set,
+                2 => SegmentKind::Sequence,
+                3 => SegmentKind::ConfedSequence,
+                4 => SegmentKind::ConfedSet,
+                _ => return None,
+            };
+            let n = r.u8().ok()? as usize;
+            if n == 0 {
+                return None;
+            }
+            let mut asns = Vec::with_capacity(n);
+            for _ in 0..n {
+                asns.push(if four {
+                    r.u32().ok()?
+                } else {
+                    r.u16().ok()? as u32
+                });
+            }
+            segments.push(AsSegment { kind, asns });
+        }
+        Some(AsPath { segments })
+    }
+
+    fn encode(&self, four: bool, out: &mut Vec<u8>) {
+        for s in &self.segments {
+            for chunk in s.asns.chunks(255) {
+                out.push(s.kind as u8);
+                out.push(chunk.len() as u8);
+                for a in chunk {
+                    if four {
+                        out.extend_from_slice(&a.to_be_bytes());
+                    } else {
+                        out.extend_from_slice(&u16::try_from(*a).unwrap_or(AS_TRANS).to_be_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    fn needs_as4(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| s.asns.iter().any(|a| *a > 0xffff))
+    }
+
+    /// RFC 6793 §4.2.3: rebuild the real path from AS_PATH and AS4_PATH.
+    fn merge_as4(&self, as4: &AsPath) -> AsPath {
+        let n = self.len();
+        let m = as4.len();
+        if n < m {
+            return self.clone();
+        }
+        let mut keep = n - m;
+        let mut out = Vec::new();
+        for s in &self.segments {
+            if keep == 0 {
+                break;
+            }
+            match s.kind {
+                SegmentKind::Sequence => {
+                    let take = keep.min(s.asns.len());
+                    out.push(AsSegment {
+                        kind: s.kind,
+                        asns: s.asns[..take].to_vec(),
+                    });
+                    keep -= take;
+                }
+                SegmentKind::Set => {
+                    out.push(s.clone());
+                    keep -= 1;
+                }
+                _ => out.push(s.clone()),
+            }
+        }
+        out.extend(
+            as4.segments
+                .iter()
+                .filter(|s| matches!(s.kind, SegmentKind::Set | SegmentKind::Sequence))
+                .cloned(),
+        );
+        AsPath { segments: out }
+    }
+}
+
+impl std::fmt::Display for AsPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for s in &self.segments {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            let inner = s
+                .asns
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            match s.kind {
+                SegmentKind::Sequence => f.write_str(&inner)?,
+                SegmentKind::Set => write!(f, "{{{inner}}}")?,
+                SegmentKind::ConfedSequence => write!(f, "({inner})")?,
+                SegmentKind::ConfedSet => write!(f, "[{inner}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RFC 8092 large community.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct LargeCommunity {
+    pub global: u32,
+    pub local1: u32,
+    pub local2: u32,
+}
+
+impl std::fmt::Display for LargeCommunity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.global, self.local1, self.local2)
+    }
+}
+
+/// An attribute kbgp does not interpret, passed on when optional transitive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RawAttr {
+    pub flags: u8,
+    pub code: u8,
+    pub value: Vec<u8>,
+}
+
+/// The path attributes of a route, except MP_REACH/MP_UNREACH which carry NLRI.
+/// `Hash + Eq` so that a RIB can intern identical sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct PathAttrs {
+    pub origin: Option<Origin>,
+    pub as_path: Option<AsPath>,
+    pub next_hop: Option<Ipv4Addr>,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    pub atomic_aggregate: bool,
+    pub aggregator: Option<(u32, Ipv4Addr)>,
+    pub communities: Vec<u32>,
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list: Vec<Ipv4Addr>,
+    pub ext_communities: Vec<[u8; 8]>,
+    pub large_communities: Vec<LargeCommunity>,
+    pub unknown: Vec<RawAttr>,
+}
+
+/// Format a standard community as `ASN:VALUE`, with the RFC 1997 well-known names.
+pub fn community_string(c: u32) -> String {
+    match c {
+        0xFFFF_FF01 => "no-export".into(),
+        0xFFFF_FF02 => "no-advertise".into(),
+        0xFFFF_FF03 => "no-export-subconfed".into(),
+        _ => format!("{}:{}", c >> 16, c & 0xffff),
+    }
+}
+
+/// Outcome of parsing the attribute section (apart from MP attributes).
+pub(crate) struct Parsed {
+    pub attrs: PathAttrs,
+    pub mp_reach: Option<Vec<u8>>,
+    pub mp_unreach: Option<Vec<u8>>,
+    pub repair: Repair,
+}
+
+fn expected_flags(code: u8) -> Option<u8> {
+    Some(match code {
+        ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => FLAG_TRANSITIVE,
+        MED | ORIGINATOR_ID | CLUSTER_LIST | MP_REACH_NLRI | MP_UNREACH_NLRI => FLAG_OPTIONAL,
+        AGGREGATOR | COMMUNITIES | EXTENDED_COMMUNITIES | AS4_PATH | AS4_AGGREGATOR
+        | LARGE_COMMUNITY => FLAG_OPTIONAL | FLAG_TRANSITIVE,
+        _ => return None,
+    })
+}
+
+/// Parse the path attribute section. `Err` means session reset.
+pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification> {
+    let mut r = Reader::new(buf);
+    let mut a = PathAttrs::default();
+    let mut repair = Repair::None;
+    let mut seen = [false; 256];
+    let (mut mp_reach, mut mp_unreach) = (None, None);
+    let mut as4_path: Option<AsPath> = None;
+    let mut as4_aggregator: Option<(u32, Ipv4Addr)> = None;
+    let malformed_list = || {
+        Notification::new(
+            notification::UPDATE_MESSAGE_ERROR,
+            notification::update::MALFORMED_ATTRIBUTE_LIST,
+            vec![],
+        )
+    };
+
+    while !r.is_empty() {
+        let hdr = (r.u8(), r.u8());
+        let (Ok(flags), Ok(code)) = hdr else {
+            repair.withdraw("attribute header truncated");
+            break;
+        };
+        let len = if flags & FLAG_EXTENDED != 0 {
+            r.u16().map(|v| v as usize)
+        } else {
+            r.u8().map(|v| v as usize)
+        };
+        let Ok(len) = len else {
+            repair.withdraw("attribute length truncated");
+            break;
+        };
+        let Ok(v) = r.take(len) else {
+            // RFC 7606 §4: an attribute overrunning the attribute section.
+            repair.withdraw(format!(
+                "attribute {code} length {len} overruns the path attributes"
+            ));
+            break;
+        };
+        if seen[code as usize] {
+            if code == MP_REACH_NLRI || code == MP_UNREACH_NLRI {
+                return Err(malformed_list());
+            }
+            // RFC 7606 §3 (g): keep the first, discard the rest.
+            repair.discard(code);
+            continue;
+        }
+        seen[code as usize] = true;
+
+        if let Some(exp) = expected_flags(code) {
+            if flags & (FLAG_OPTIONAL | FLAG_TRANSITIVE) != exp {
+                match code {
+                    MP_REACH_NLRI | MP_UNREACH_NLRI => return Err(malformed_list()),
+                    ATOMIC_AGGREGATE | AGGREGATOR | AS4_PATH | AS4_AGGREGATOR => {
+                        repair.discard(code)
+                    }
+                    _ => repair.withdraw(format!("attribute {code} has flags {flags:#04x}")),
+                }
+                continue;
+            }
+        }
+        let mut rv = Reader::new(v);
+        match code {
+            ORIGIN => match v {
+                [0] => a.origin = Some(Origin::Igp),
+                [1] => a.origin = Some(Origin::Egp),
+                [2] => a.origin = Some(Origin::Incomplete),
+                _ => repair.withdraw(format!("invalid ORIGIN {v:?}")),
+            },
+            AS_PATH => match AsPath::decode(v, ctx.four_octet_as) {
+                Some(p) => a.as_path = Some(p),
+                None => repair.withdraw("malformed AS_PATH"),
+            },
+            NEXT_HOP => match rv.ipv4() {
+                Ok(nh) if v.len() == 4 => a.next_hop = Some(nh),
+                _ => repair.withdraw(format!("NEXT_HOP length {}", v.len())),
+            },
+            MED => match rv.u32() {
+                Ok(m) if v.len() == 4 => a.med = Some(m),
+                _ => repair.withdraw(format!("MED length {}", v.len())),
+            },
+            LOCAL_PREF => match rv.u32() {
+                Ok(m) if v.len() == 4 => a.local_pref = Some(m),
+                _ => repair.withdraw(format!("LOCAL_PREF length {}", v.len())),
+            },
+            ATOMIC_AGGREGATE => {
+                if v.is_empty() {
+                    a.atomic_aggregate = true
+                } else {
+                    repair.discard(code)
+                }
+            }
+            AGGREGATOR => {
+                let want = if ctx.four_octet_as { 8 } else { 6 };
+                if v.len() != want {
+                    repair.discard(code);
+                } else {
+                    let asn = if ctx.four_octet_as {
+                        rv.u32().unwrap_or(0)
+                    } else {
+                        rv.u16().unwrap_or(0) as u32
+                    };
+                    a.aggregator = rv.ipv4().ok().map(|id| (asn, id));
+                }
+            }
+            COMMUNITIES => {
+                if v.is_empty() || v.len() % 4 != 0 {
+                    repair.withdraw(format!("COMMUNITIES length {}", v.len()));
+                } else {
+                    a.communities = v
+                        .chunks_exact(4)
+                        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                }
+            }
+            ORIGINATOR_ID => match rv.ipv4() {
+                Ok(id) if v.len() == 4 => a.originator_id = Some(id),
+                _ => repair.withdraw(format!("ORIGINATOR_ID length {}", v.len())),
+            },
+            CLUSTER_LIST => {
+                if v.is_empty() || v.len() % 4 != 0 {
+                    repair.withdraw(format!("CLUSTER_LIST length {}", v.len()));
+                } else {
+                    a.cluster_list = v
+                        .chunks_exact(4)
+                        .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
+                        .collect();
+                }
+            }
+            MP_REACH_NLRI => mp_reach = Some(v.to_vec()),
+            MP_UNREACH_NLRI => mp_unreach = Some(v.to_vec()),
+            EXTENDED_COMMUNITIES => {
+                if v.is_empty() || v.len() % 8 != 0 {
+                    repair.withdraw(format!("EXTENDED_COMMUNITIES length {}", v.len()));
+                } else {
+                    a.ext_communities = v
+                        .chunks_exact(8)
+                        .map(|c| c.try_into().unwrap_or([0; 8]))
+                        .collect();
+                }
+            }
+            AS4_PATH => {
+                if ctx.four_octet_as {
+                    // RFC 6793 §4.1: a NEW speaker ignores AS4_PATH from a NEW speaker.
+                    repair.discard(code);
+                } else {
+                    match AsPath::decode(v, true) {
+                        Some(p) => as4_path = Some(p),
+                        None => repair.discard(code),
+                    }
+                }
+            }
+            AS4_AGGREGATOR => {
+                if ctx.four_octet_as || v.len() != 8 {
+                    repair.discard(code);
+                } else {
+                    let asn = rv.u32().unwrap_or(0);
+                    as4_aggregator = rv.ipv4().ok().map(|id| (asn, id));
+                }
+            }
+            LARGE_COMMUNITY => {
+                if v.is_empty() || v.len() % 12 != 0 {
+                    repair.withdraw(format!("LARGE_COMMUNITY length {}", v.len()));
+                } else {
+                    a.large_communities = v
+                        .chunks_exact(12)
+                        .map(|c| LargeCommunity {
+                            global: u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                            local1: u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
+                            local2: u32::from_be_bytes([c[8], c[9], c[10], c[11]]),
+                        })
+                        .collect();
+                }
+            }
+            _ => {
+                if flags & FLAG_OPTIONAL == 0 {
+                    // An unrecognized well-known attribute (RFC 4271 §6.3).
+                    let mut data = vec![flags, code];
+                    data.extend_from_slice(v);
+                    return Err(Notification::new(
+                        notification::UPDATE_MESSAGE_ERROR,
+                        notification::update::UNRECOGNIZED_WELL_KNOWN,
+                        data,
+                    ));
+                }
+                if flags & FLAG_TRANSITIVE != 0 {
+                    // Passed on with the Partial bit set (RFC 4271 §5).
+                    a.unknown.push(RawAttr {
+                        flags: flags | FLAG_PARTIAL,
+                        code,
+                        value: v.to_vec(),
+                    });
+                }
+            }
+        }
+    }
+
+    // RFC 6793 §4.2.3: AS4 attributes only count when AGGREGATOR says AS_TRANS (or is absent).
+    let aggregator_trans = a
+        .aggregator
+        .map(|(asn, _)| asn == AS_TRANS as u32)
+        .unwrap_or(true);
+    if let Some(agg4) = as4_aggregator {
+        if a.aggregator.is_some() && aggregator_trans {
+            a.aggregator = Some(agg4);
+        }
+    }
+    if let (Some(as4), Some(path)) = (as4_path, a.as_path.as_ref()) {
+        if aggregator_trans {
+            a.as_path = Some(path.merge_as4(&as4));
+        }
+    }
+    Ok(Parsed {
+        attrs: a,
+        mp_reach,
+        mp_unreach,
+        repair,
+    })
+}
+
+fn put_attr(out: &mut Vec<u8>, flags: u8, code: u8, v: &[u8]) {
+    if v.len() > 255 {
+        out.push(flags | FLAG_EXTENDED);
+        out.push(code);
+        out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    } else {
+        out.push(flags & !FLAG_EXTENDED);
+        out.push(code);
+        out.push(v.len() as u8);
+    }
+    out.extend_from_slice(v);
+}
+
+/// Encode the attributes in type-code order, with `mp` (MP_REACH or
+/// MP_UNREACH value, already encoded) in its place.
+pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, out: &mut Vec<u8>) {
+    let mut v = Vec::with_capacity(64);
+    if let Some(o) = a.origin {
+        put_attr(out, FLAG_TRANSITIVE, ORIGIN, &[o as u8]);
+    }
+    if let Some(p) = &a.as_path {
+        v.clear();
+        p.encode(ctx.four_octet_as, &mut v);
+        put_attr(out, FLAG_TRANSITIVE, AS_PATH, &v);
+    }
+    if let Some(nh) = a.next_hop {
+        put_attr(out, FLAG_TRANSITIVE, NEXT_HOP, &nh.octets());
+    }
+    if let Some(m) = a.med {
+        put_attr(out, FLAG_OPTIONAL, MED, &m.to_be_bytes());
+    }
+    if let Some(lp) = a.local_pref {
+        put_attr(out, FLAG_TRANSITIVE, LOCAL_PREF, &lp.to_be_bytes());
+    }
+    if a.atomic_aggregate {
+        put_attr(out, FLAG_TRANSITIVE, ATOMIC_AGGREGATE, &[]);
+    }
+    if let Some((asn, id)) = a.aggregator {
+        v.clear();
+        if ctx.four_octet_as {
+            v.extend_from_slice(&asn.to_be_bytes());
+        } else {
+            v.extend_from_slice(&u16::try_from(asn).unwrap_or(AS_TRANS).to_be_bytes());
+        }
+        v.extend_from_slice(&id.octets());
+        put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, AGGREGATOR, &v);
+    }
+    if !a.communities.is_empty() {
+        v.clear();
+        a.communities
+            .iter()
+            .for_each(|c| v.extend_from_slice(&c.to_be_bytes()));
+        put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, COMMUNITIES, &v);
+    }
+    if let Some(id) = a.originator_id {
+        put_attr(out, FLAG_OPTIONAL, ORIGINATOR_ID, &id.octets());
+    }
+    if !a.cluster_list.is_empty() {
+        v.clear();
+        a.cluster_list
+            .iter()
+            .for_each(|c| v.extend_from_slice(&c.octets()));
+        put_attr(out, FLAG_OPTIONAL, CLUSTER_LIST, &v);
+    }
+    if let Some((code, val)) = mp {
+        put_attr(out, FLAG_OPTIONAL, code, val);
+    }
+    if !a.ext_communities.is_empty() {
+        v.clear();
+        a.ext_communities
+            .iter()
+            .for_each(|c| v.extend_from_slice(c));
+        put_attr(
+            out,
+            FLAG_OPTIONAL | FLAG_TRANSITIVE,
+            EXTENDED_COMMUNITIES,
+            &v,
+        );
+    }
+    if !ctx.four_octet_as {
+        if let Some(p) = a.as_path.as_ref().filter(|p| p.needs_as4()) {
+            v.clear();
+            p.encode(true, &mut v);
+            put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, AS4_PATH, &v);
+        }
+        if let Some((asn, id)) = a.aggregator.filter(|(asn, _)| *asn > 0xffff) {
+            v.clear();
+            v.extend_from_slice(&asn.to_be_bytes());
+            v.extend_from_slice(&id.octets());
+            put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, AS4_AGGREGATOR, &v);
+        }
+    }
+    if !a.large_communities.is_empty() {
+        v.clear();
+        for c in &a.large_communities {
+            v.extend_from_slice(&c.global.to_be_bytes());
+            v.extend_from_slice(&c.local1.to_be_bytes());
+            v.extend_from_slice(&c.local2.to_be_bytes());
+        }
+        put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, LARGE_COMMUNITY, &v);
+    }
+    for u in &a.unknown {
+        put_attr(out, u.flags, u.code, &u.value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_path_display_len_prepend() {
+        let mut p = AsPath {
+            segments: vec![
+                AsSegment {
+                    kind: SegmentKind::Sequence,
+                    asns: vec![65001, 65002],
+                },
+                AsSegment {
+                    kind: SegmentKind::Set,
+                    asns: vec![1, 2, 3],
+                },
+            ],
+        };
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.to_string(), "65001 65002 {1 2 3}");
+        p.prepend(65000, 2);
+        assert_eq!(p.to_string(), "65000 65000 65001 65002 {1 2 3}");
+        assert_eq!(p.first(), Some(65000));
+    }
+
+    #[test]
+    fn as4_merge_rfc6793() {
+        // AS_PATH as an OLD speaker sees it: 65001 AS_TRANS AS_TRANS; AS4_PATH: 4200000001 4200000002.
+        let old = AsPath::from_sequence(vec![65001, 23456, 23456]);
+        let as4 = AsPath::from_sequence(vec![4_200_000_001, 4_200_000_002]);
+        assert_eq!(
+            old.merge_as4(&as4).to_string(),
+            "65001 4200000001 4200000002"
+        );
+        // AS4_PATH longer than AS_PATH: ignored.
+        let short = AsPath::from_sequence(vec![65001]);
+        assert_eq!(short.merge_as4(&as4), short);
+    }
+
+    #[test]
+    fn community_names() {
+        assert_eq!(community_string((65535 << 16) | 120), "65535:120");
+        assert_eq!(community_string(0xFFFF_FF01), "no-export");
+    }
+}

@@ -112,12 +112,19 @@ impl SessionCfg {
 
     /// The OPEN this side sends.
     pub fn open(&self) -> Open {
-        let mut caps: Vec<Capability> = self.families.iter().map(|f| Capability::Multiprotocol(*f)).collect();
+        let mut caps: Vec<Capability> = self
+            .families
+            .iter()
+            .map(|f| Capability::Multiprotocol(*f))
+            .collect();
         caps.push(Capability::RouteRefresh);
         caps.push(Capability::EnhancedRouteRefresh);
         caps.push(Capability::FourOctetAs(self.local_as));
         if self.extended_next_hop {
-            caps.push(Capability::ExtendedNextHop(vec![(Family::IPV4_UNICAST, bgp_wire::AFI_IPV6)]));
+            caps.push(Capability::ExtendedNextHop(vec![(
+                Family::IPV4_UNICAST,
+                bgp_wire::AFI_IPV6,
+            )]));
         }
         if !self.add_path.is_empty() {
             caps.push(Capability::AddPath(self.add_path.clone()));
@@ -177,10 +184,15 @@ impl Negotiated {
 /// Check the peer's OPEN against our configuration and work out what was
 /// negotiated, or the NOTIFICATION to refuse it with.
 pub fn negotiate(cfg: &SessionCfg, peer: &Open) -> Result<Negotiated, Notification> {
-    let open_err = |sub: u8, data: Vec<u8>| Notification::new(notification::OPEN_MESSAGE_ERROR, sub, data);
+    let open_err =
+        |sub: u8, data: Vec<u8>| Notification::new(notification::OPEN_MESSAGE_ERROR, sub, data);
     let peer_as = peer.asn();
     if !cfg.remote_as.accepts(cfg.local_as, peer_as) {
-        let data = if peer_as > 0xffff { peer_as.to_be_bytes().to_vec() } else { (peer_as as u16).to_be_bytes().to_vec() };
+        let data = if peer_as > 0xffff {
+            peer_as.to_be_bytes().to_vec()
+        } else {
+            (peer_as as u16).to_be_bytes().to_vec()
+        };
         return Err(open_err(notification::open::BAD_PEER_AS, data));
     }
     if peer.hold_time == 1 || peer.hold_time == 2 {
@@ -188,19 +200,34 @@ pub fn negotiate(cfg: &SessionCfg, peer: &Open) -> Result<Negotiated, Notificati
     }
     let ibgp = peer_as == cfg.local_as;
     if peer.bgp_id.is_unspecified() || (ibgp && peer.bgp_id == cfg.router_id) {
-        return Err(open_err(notification::open::BAD_BGP_IDENTIFIER, peer.bgp_id.octets().to_vec()));
+        return Err(open_err(
+            notification::open::BAD_BGP_IDENTIFIER,
+            peer.bgp_id.octets().to_vec(),
+        ));
     }
     for code in &cfg.required_capabilities {
         if !peer.has(*code) {
-            return Err(open_err(notification::open::UNSUPPORTED_CAPABILITY, vec![*code, 0]));
+            return Err(open_err(
+                notification::open::UNSUPPORTED_CAPABILITY,
+                vec![*code, 0],
+            ));
         }
     }
     let hold_time = cfg.hold_time.min(peer.hold_time);
     let peer_families = peer.families();
-    let families: Vec<Family> = cfg.families.iter().copied().filter(|f| peer_families.contains(f)).collect();
+    let families: Vec<Family> = cfg
+        .families
+        .iter()
+        .copied()
+        .filter(|f| peer_families.contains(f))
+        .collect();
     let mut add_path_rx = vec![];
     let mut add_path_tx = vec![];
-    if let Some(Capability::AddPath(theirs)) = peer.capabilities.iter().find(|c| c.code() == wopen::CAP_ADD_PATH) {
+    if let Some(Capability::AddPath(theirs)) = peer
+        .capabilities
+        .iter()
+        .find(|c| c.code() == wopen::CAP_ADD_PATH)
+    {
         for (f, ours) in &cfg.add_path {
             if let Some((_, m)) = theirs.iter().find(|(tf, _)| tf == f) {
                 if ours.can_receive() && m.can_send() {
@@ -214,7 +241,9 @@ pub fn negotiate(cfg: &SessionCfg, peer: &Open) -> Result<Negotiated, Notificati
     }
     let extended_next_hop = cfg.extended_next_hop
         && peer.capabilities.iter().any(|c| match c {
-            Capability::ExtendedNextHop(v) => v.iter().any(|(f, nh)| *f == Family::IPV4_UNICAST && *nh == bgp_wire::AFI_IPV6),
+            Capability::ExtendedNextHop(v) => v
+                .iter()
+                .any(|(f, nh)| *f == Family::IPV4_UNICAST && *nh == bgp_wire::AFI_IPV6),
             _ => false,
         });
     Ok(Negotiated {
@@ -314,7 +343,10 @@ impl Connection {
 
     /// The codec context to decode the next message with.
     pub fn ctx(&self) -> Ctx {
-        self.negotiated.as_ref().map(Negotiated::ctx).unwrap_or_else(Ctx::modern)
+        self.negotiated
+            .as_ref()
+            .map(Negotiated::ctx)
+            .unwrap_or_else(Ctx::modern)
     }
 
     /// When [`Connection::on_timer`] must next be called.
@@ -329,15 +361,24 @@ impl Connection {
         self.state = State::Idle;
         self.hold_deadline = None;
         self.keepalive_deadline = None;
-        vec![Output::Send(Message::Notification(n.clone())), Output::Close(CloseReason::Sent(n))]
+        vec![
+            Output::Send(Message::Notification(n.clone())),
+            Output::Close(CloseReason::Sent(n)),
+        ]
     }
 
     fn hold(&self) -> Option<Duration> {
-        self.negotiated.as_ref().filter(|n| n.hold_time > 0).map(|n| Duration::from_secs(n.hold_time as u64))
+        self.negotiated
+            .as_ref()
+            .filter(|n| n.hold_time > 0)
+            .map(|n| Duration::from_secs(n.hold_time as u64))
     }
 
     fn keepalive(&self) -> Option<Duration> {
-        self.negotiated.as_ref().filter(|n| n.keepalive > 0).map(|n| Duration::from_secs(n.keepalive as u64))
+        self.negotiated
+            .as_ref()
+            .filter(|n| n.keepalive > 0)
+            .map(|n| Duration::from_secs(n.keepalive as u64))
     }
 
     /// Any message from the peer restarts the hold timer (in OpenConfirm and Established).
@@ -410,7 +451,11 @@ impl Connection {
     /// Time passed: fire whichever timer is due.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Output> {
         if self.hold_deadline.is_some_and(|d| d <= now) {
-            return self.close_with(Notification::new(notification::HOLD_TIMER_EXPIRED, 0, vec![]));
+            return self.close_with(Notification::new(
+                notification::HOLD_TIMER_EXPIRED,
+                0,
+                vec![],
+            ));
         }
         if self.keepalive_deadline.is_some_and(|d| d <= now) {
             self.keepalive_deadline = self.keepalive().map(|k| now + k);

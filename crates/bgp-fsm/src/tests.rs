@@ -51,7 +51,10 @@ fn bad_peer_as_is_refused() {
     let (mut conn, _) = Connection::start(cfg(65001, RemoteAs::Number(65003)), now);
     let out = conn.on_message(peer_open(65002, 90, "192.0.2.2"), now);
     assert_eq!(sent_notification(&out), Some((2, 2)));
-    assert!(matches!(out.last(), Some(Output::Close(CloseReason::Sent(_)))));
+    assert!(matches!(
+        out.last(),
+        Some(Output::Close(CloseReason::Sent(_)))
+    ));
     assert_eq!(conn.state(), State::Idle);
 }
 
@@ -59,38 +62,65 @@ fn bad_peer_as_is_refused() {
 fn remote_as_external_and_internal() {
     let now = Instant::now();
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(65001, 90, "192.0.2.2"), now)), Some((2, 2)));
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(65001, 90, "192.0.2.2"), now)),
+        Some((2, 2))
+    );
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(4_200_000_000, 90, "192.0.2.2"), now)), None);
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(4_200_000_000, 90, "192.0.2.2"), now)),
+        None
+    );
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::Internal), now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(65002, 90, "192.0.2.2"), now)), Some((2, 2)));
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(65002, 90, "192.0.2.2"), now)),
+        Some((2, 2))
+    );
     // iBGP peer with our own router id.
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::Internal), now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(65001, 90, "192.0.2.1"), now)), Some((2, 3)));
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(65001, 90, "192.0.2.1"), now)),
+        Some((2, 3))
+    );
 }
 
 #[test]
 fn unacceptable_hold_time_and_required_capability() {
     let now = Instant::now();
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(65002, 2, "192.0.2.2"), now)), Some((2, 6)));
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(65002, 2, "192.0.2.2"), now)),
+        Some((2, 6))
+    );
     let mut k = cfg(65001, RemoteAs::External);
     k.extended_next_hop = true;
     k.required_capabilities = vec![bgp_wire::open::CAP_EXTENDED_NEXT_HOP];
     let (mut c, _) = Connection::start(k, now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(65002, 90, "192.0.2.2"), now)), Some((2, 7)));
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(65002, 90, "192.0.2.2"), now)),
+        Some((2, 7))
+    );
 }
 
 #[test]
 fn unexpected_messages_are_fsm_errors() {
     let now = Instant::now();
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), now);
-    assert_eq!(sent_notification(&c.on_message(Message::Keepalive, now)), Some((5, 1)));
+    assert_eq!(
+        sent_notification(&c.on_message(Message::Keepalive, now)),
+        Some((5, 1))
+    );
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), now);
     c.on_message(peer_open(65002, 90, "192.0.2.2"), now);
-    assert_eq!(sent_notification(&c.on_message(Message::Update(Default::default()), now)), Some((5, 2)));
+    assert_eq!(
+        sent_notification(&c.on_message(Message::Update(Default::default()), now)),
+        Some((5, 2))
+    );
     let mut c = establish(cfg(65001, RemoteAs::External), now);
-    assert_eq!(sent_notification(&c.on_message(peer_open(65002, 90, "192.0.2.2"), now)), Some((5, 3)));
+    assert_eq!(
+        sent_notification(&c.on_message(peer_open(65002, 90, "192.0.2.2"), now)),
+        Some((5, 3))
+    );
 }
 
 #[test]
@@ -102,7 +132,10 @@ fn keepalive_and_hold_timers() {
     assert_eq!(out, vec![Output::Send(Message::Keepalive)]);
     // Peer keeps talking: hold restarts.
     c.on_message(Message::Keepalive, t0 + Duration::from_secs(20));
-    assert!(c.on_timer(t0 + Duration::from_secs(35)).iter().all(|o| !matches!(o, Output::Close(_))));
+    assert!(c
+        .on_timer(t0 + Duration::from_secs(35))
+        .iter()
+        .all(|o| !matches!(o, Output::Close(_))));
     // Silence for the hold time: Hold Timer Expired.
     let out = c.on_timer(t0 + Duration::from_secs(51));
     assert_eq!(sent_notification(&out), Some((4, 0)));
@@ -124,7 +157,10 @@ fn open_sent_times_out_with_large_hold() {
     let t0 = Instant::now();
     let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), t0);
     assert!(c.on_timer(t0 + Duration::from_secs(239)).is_empty());
-    assert_eq!(sent_notification(&c.on_timer(t0 + LARGE_HOLD)), Some((4, 0)));
+    assert_eq!(
+        sent_notification(&c.on_timer(t0 + LARGE_HOLD)),
+        Some((4, 0))
+    );
 }
 
 #[test]
@@ -161,6 +197,12 @@ fn collision_and_backoff() {
     assert!(!collision_keeps_local(id("192.0.2.1"), id("192.0.2.9")));
     let b = Duration::from_secs(1);
     assert_eq!(backoff(b, Duration::from_secs(30), 0), b);
-    assert_eq!(backoff(b, Duration::from_secs(30), 3), Duration::from_secs(8));
-    assert_eq!(backoff(b, Duration::from_secs(30), 40), Duration::from_secs(30));
+    assert_eq!(
+        backoff(b, Duration::from_secs(30), 3),
+        Duration::from_secs(8)
+    );
+    assert_eq!(
+        backoff(b, Duration::from_secs(30), 40),
+        Duration::from_secs(30)
+    );
 }

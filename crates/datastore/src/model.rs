@@ -1,0 +1,659 @@
+//! The one configuration model: what a node should run, computed from a
+//! [`ClusterState`] and the node's name. Calico's and kbgp's resources both
+//! land here, so the speaker never sees where a setting came from.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use bgp_fsm::RemoteAs;
+use bgp_wire::LargeCommunity;
+use ipnet::IpNet;
+
+use crate::resources::{AsValue, BgpConfigurationSpec, BgpPeer, ClusterState, Node, SecretRef};
+use crate::selector::Selector;
+use crate::ConfigError;
+
+/// Calico's default AS when nothing sets one.
+pub const DEFAULT_ASN: u32 = 64512;
+pub const DEFAULT_HOLD: u16 = 90;
+
+/// Settings of the whole speaker on this node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GlobalCfg {
+    pub node: String,
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    pub listen_port: u16,
+    /// Listen only on this address (`bindMode: NodeIP`), else on all.
+    pub bind: Option<IpAddr>,
+    pub hold_time: u16,
+    pub log_severity: String,
+    pub node_addresses: Vec<IpAddr>,
+}
+
+/// How a peer is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum PeerTarget {
+    Addr(IpAddr),
+    /// BGP unnumbered: the neighbour's IPv6 link-local on this interface.
+    Interface(String),
+}
+
+impl std::fmt::Display for PeerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerTarget::Addr(a) => write!(f, "{a}"),
+            PeerTarget::Interface(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// Where a peer came from, shown as PEER TYPE in `kbgp status` (Calico's words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum PeerType {
+    NodeMesh,
+    Global,
+    NodeSpecific,
+}
+
+impl PeerType {
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerType::NodeMesh => "node-to-node mesh",
+            PeerType::Global => "global",
+            PeerType::NodeSpecific => "node specific",
+        }
+    }
+}
+
+/// One peer this node should have.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerCfg {
+    pub target: PeerTarget,
+    pub port: u16,
+    pub remote_as: RemoteAs,
+    pub peer_type: PeerType,
+    /// The resource that asked for it, e.g. `BGPPeer/global-peer`.
+    pub source: String,
+    pub source_address: Option<IpAddr>,
+    pub passive: bool,
+    pub hold_time: u16,
+    /// TTL for outgoing packets: 1 for directly connected eBGP, more for multihop.
+    pub ttl: Option<u8>,
+    /// GTSM (RFC 5082) hop count.
+    pub ttl_security: Option<u8>,
+    pub password: Option<String>,
+    pub keep_original_next_hop: bool,
+    pub max_restart_time: Option<u32>,
+}
+
+impl PeerCfg {
+    /// The key peers are known by: the address or the interface name.
+    pub fn key(&self) -> String {
+        self.target.to_string()
+    }
+}
+
+/// A prefix this node originates, with the communities policy assigns it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Origination {
+    pub prefix: IpNet,
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<LargeCommunity>,
+    /// Why: `pod CIDR`, `service cluster IPs`, ...
+    pub reason: String,
+}
+
+/// Everything this node should run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Desired {
+    pub global: GlobalCfg,
+    pub peers: BTreeMap<String, PeerCfg>,
+    pub originate: BTreeMap<IpNet, Origination>,
+}
+
+/// Parse a Go-style duration: `90s`, `2m`, `1h30m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    let bad = || format!("invalid duration {s:?} (use e.g. 90s, 2m, 1h30m)");
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += match c {
+            'h' => n * 3600,
+            'm' => n * 60,
+            's' => n,
+            _ => return Err(bad()),
+        };
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    u32::try_from(total).map_err(|_| bad())
+}
+
+/// A community as written in BGPConfiguration: `65535:120` or `65535:300:100`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommunityValue {
+    Standard(u32),
+    Large(LargeCommunity),
+}
+
+pub fn parse_community(s: &str) -> Result<CommunityValue, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad =
+        || format!("invalid community {s:?}: want AA:NN (16-bit parts) or AA:NN:MM (32-bit parts)");
+    match parts.as_slice() {
+        [a, b] => {
+            let a: u16 = a.parse().map_err(|_| bad())?;
+            let b: u16 = b.parse().map_err(|_| bad())?;
+            Ok(CommunityValue::Standard(((a as u32) << 16) | b as u32))
+        }
+        [a, b, c] => Ok(CommunityValue::Large(LargeCommunity {
+            global: a.parse().map_err(|_| bad())?,
+            local1: b.parse().map_err(|_| bad())?,
+            local2: c.parse().map_err(|_| bad())?,
+        })),
+        _ => Err(bad()),
+    }
+}
+
+fn b64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn node_asn(n: &Node, global: u32) -> u32 {
+    n.spec
+        .bgp
+        .as_ref()
+        .and_then(|b| b.as_number)
+        .or_else(|| {
+            n.metadata
+                .annotations
+                .get("projectcalico.org/ASNumber")
+                .and_then(|a| a.parse().ok())
+        })
+        .unwrap_or(global)
+}
+
+/// The node's addresses: Calico's spec.bgp addresses, then InternalIPs.
+pub fn node_addresses(n: &Node) -> Vec<IpAddr> {
+    let mut v = Vec::new();
+    if let Some(b) = &n.spec.bgp {
+        for a in [&b.ipv4_address, &b.ipv6_address].into_iter().flatten() {
+            if let Some(ip) = a.split('/').next().and_then(|x| x.parse().ok()) {
+                v.push(ip);
+            }
+        }
+    }
+    for a in n.status.addresses.iter().filter(|a| a.kind == "InternalIP") {
+        if let Ok(ip) = a.address.parse::<IpAddr>() {
+            if !v.contains(&ip) {
+                v.push(ip);
+            }
+        }
+    }
+    v
+}
+
+/// Split Calico's `peerIP`: `192.0.2.1`, `192.0.2.1:179`, `2001:db8::1`, `[2001:db8::1]:179`.
+fn parse_peer_ip(s: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    Err(format!("peerIP {s:?} is not an address or address:port"))
+}
+
+struct Ctx<'a> {
+    state: &'a ClusterState,
+}
+
+impl Ctx<'_> {
+    fn secret(&self, r: &SecretRef) -> Result<String, String> {
+        let name = &r.secret_key_ref.name;
+        let key = &r.secret_key_ref.key;
+        let s = self
+            .state
+            .secrets
+            .values()
+            .find(|s| &s.metadata.name == name)
+            .ok_or_else(|| format!("secret {name:?} not found"))?;
+        if let Some(v) = s.string_data.get(key) {
+            return Ok(v.clone());
+        }
+        let v = s
+            .data
+            .get(key)
+            .ok_or_else(|| format!("secret {name:?} has no key {key:?}"))?;
+        let raw =
+            b64_decode(v).ok_or_else(|| format!("secret {name:?} key {key:?} is not base64"))?;
+        String::from_utf8(raw).map_err(|_| format!("secret {name:?} key {key:?} is not UTF-8"))
+    }
+}
+
+fn invalid(kind: &str, name: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        kind: kind.into(),
+        name: name.into(),
+        msg: msg.into(),
+    }
+}
+
+/// Work out what `node_name` should run.
+pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigError> {
+    let ctx = Ctx { state };
+    let node = state
+        .nodes
+        .values()
+        .find(|n| n.metadata.name == node_name)
+        .ok_or_else(|| invalid("Node", node_name, "this node (--node) has no Node resource"))?;
+    let default_spec = BgpConfigurationSpec::default();
+    let gspec = state
+        .bgp_configurations
+        .get("default")
+        .map(|c| &c.spec)
+        .unwrap_or(&default_spec);
+    let nspec = state
+        .bgp_configurations
+        .get(&format!("node.{node_name}"))
+        .map(|c| &c.spec);
+    let cfg_err = |m: String| invalid("BGPConfiguration", "default", m);
+
+    let global_asn = gspec.as_number.unwrap_or(DEFAULT_ASN);
+    let asn = node_asn(node, global_asn);
+    let addrs = node_addresses(node);
+    let router_id = match gspec.router_id.as_deref() {
+        Some(r) => r
+            .parse()
+            .map_err(|_| cfg_err(format!("routerID {r:?} is not an IPv4 address")))?,
+        None => addrs
+            .iter()
+            .find_map(|a| match a {
+                IpAddr::V4(v) => Some(*v),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "Node",
+                    node_name,
+                    "no IPv4 InternalIP to use as router id (set routerID)",
+                )
+            })?,
+    };
+    let listen_port = nspec
+        .and_then(|s| s.listen_port)
+        .or(gspec.listen_port)
+        .unwrap_or(179);
+    let bind_mode = nspec
+        .and_then(|s| s.bind_mode.clone())
+        .or(gspec.bind_mode.clone())
+        .unwrap_or_else(|| "None".into());
+    let bind = match bind_mode.as_str() {
+        "None" => None,
+        "NodeIP" => Some(IpAddr::V4(router_id)),
+        other => return Err(cfg_err(format!("bindMode {other:?}: want None or NodeIP"))),
+    };
+    let hold_time = match &gspec.hold_time {
+        Some(h) => {
+            let h = parse_duration(h).map_err(cfg_err)?;
+            if h != 0 && h < 3 || h > 65535 {
+                return Err(cfg_err(format!(
+                    "holdTime {h}s: must be 0 or 3..65535 seconds"
+                )));
+            }
+            h as u16
+        }
+        None => DEFAULT_HOLD,
+    };
+    let log_severity = nspec
+        .and_then(|s| s.log_severity_screen.clone())
+        .or(gspec.log_severity_screen.clone())
+        .unwrap_or_else(|| "Info".into());
+    if let Some(t) = &gspec.node_mesh_max_restart_time {
+        parse_duration(t).map_err(cfg_err)?;
+    }
+    let global = GlobalCfg {
+        node: node_name.to_string(),
+        asn,
+        router_id,
+        listen_port,
+        bind,
+        hold_time,
+        log_severity,
+        node_addresses: addrs.clone(),
+    };
+
+    // ---- peers ----
+    let mut peers: BTreeMap<String, PeerCfg> = BTreeMap::new();
+    let base = |target: PeerTarget,
+                remote_as: RemoteAs,
+                peer_type: PeerType,
+                source: String,
+                port: u16| PeerCfg {
+        target,
+        port,
+        remote_as,
+        peer_type,
+        source,
+        source_address: None,
+        passive: false,
+        hold_time,
+        ttl: None,
+        ttl_security: None,
+        password: None,
+        keep_original_next_hop: false,
+        max_restart_time: None,
+    };
+    if gspec.node_to_node_mesh_enabled.unwrap_or(true) {
+        let password = match &gspec.node_mesh_password {
+            Some(r) => Some(ctx.secret(r).map_err(cfg_err)?),
+            None => None,
+        };
+        let restart = match &gspec.node_mesh_max_restart_time {
+            Some(t) => Some(parse_duration(t).map_err(cfg_err)?),
+            None => None,
+        };
+        for other in state
+            .nodes
+            .values()
+            .filter(|n| n.metadata.name != node_name)
+        {
+            let other_port = state
+                .bgp_configurations
+                .get(&format!("node.{}", other.metadata.name))
+                .and_then(|c| c.spec.listen_port)
+                .or(gspec.listen_port)
+                .unwrap_or(179);
+            for ip in node_addresses(other) {
+                if addrs.iter().any(|a| a.is_ipv4() == ip.is_ipv4()) {
+                    let mut p = base(
+                        PeerTarget::Addr(ip),
+                        RemoteAs::Number(node_asn(other, global_asn)),
+                        PeerType::NodeMesh,
+                        format!("Node/{}", other.metadata.name),
+                        other_port,
+                    );
+                    p.password = password.clone();
+                    p.max_restart_time = restart;
+                    peers.insert(p.key(), p);
+                }
+            }
+        }
+    }
+    for (name, peer) in &state.bgp_peers {
+        for p in peers_of(&ctx, peer, node, name, &global, hold_time, global_asn)? {
+            // An explicit BGPPeer wins over the mesh for the same address.
+            peers.insert(p.key(), p);
+        }
+    }
+    peers.retain(|_, p| !matches!(p.target, PeerTarget::Addr(a) if addrs.contains(&a)));
+
+    // ---- originated prefixes ----
+    let named: BTreeMap<&str, &str> = gspec
+        .communities
+        .iter()
+        .map(|c| (c.name.as_str(), c.value.as_str()))
+        .collect();
+    let mut rules: Vec<(IpNet, Vec<CommunityValue>)> = Vec::new();
+    for pa in &gspec.prefix_advertisements {
+        let cidr: IpNet = pa.cidr.parse().map_err(|_| {
+            cfg_err(format!(
+                "prefixAdvertisements cidr {:?} is not a CIDR",
+                pa.cidr
+            ))
+        })?;
+        let mut vals = Vec::new();
+        for c in &pa.communities {
+            let text = if c.contains(':') {
+                c.as_str()
+            } else {
+                named.get(c.as_str()).copied().ok_or_else(|| {
+                    cfg_err(format!(
+                        "prefixAdvertisements: community {c:?} is not defined in communities"
+                    ))
+                })?
+            };
+            vals.push(parse_community(text).map_err(cfg_err)?);
+        }
+        rules.push((cidr, vals));
+    }
+    for c in &gspec.communities {
+        parse_community(&c.value).map_err(|e| cfg_err(format!("communities {:?}: {e}", c.name)))?;
+    }
+    let mut originate = BTreeMap::new();
+    let mut add = |prefix: IpNet, reason: &str| {
+        let prefix = prefix.trunc();
+        let mut o = Origination {
+            prefix,
+            communities: vec![],
+            large_communities: vec![],
+            reason: reason.to_string(),
+        };
+        for (cidr, vals) in &rules {
+            if cidr.contains(&prefix) {
+                for v in vals {
+                    match v {
+                        CommunityValue::Standard(c) if !o.communities.contains(c) => {
+                            o.communities.push(*c)
+                        }
+                        CommunityValue::Large(l) if !o.large_communities.contains(l) => {
+                            o.large_communities.push(*l)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        originate.entry(prefix).or_insert(o);
+    };
+    let mut cidrs: Vec<&String> = node.spec.pod_cidrs.iter().collect();
+    if let Some(c) = &node.spec.pod_cidr {
+        cidrs.push(c);
+    }
+    for c in cidrs {
+        let p: IpNet = c
+            .parse()
+            .map_err(|_| invalid("Node", node_name, format!("podCIDR {c:?} is not a CIDR")))?;
+        add(p, "pod CIDR");
+    }
+    for (list, reason) in [
+        (&gspec.service_cluster_ips, "service cluster IPs"),
+        (&gspec.service_external_ips, "service external IPs"),
+        (
+            &gspec.service_load_balancer_ips,
+            "service load balancer IPs",
+        ),
+    ] {
+        for e in list {
+            let p: IpNet = e
+                .cidr
+                .parse()
+                .map_err(|_| cfg_err(format!("{reason}: {:?} is not a CIDR", e.cidr)))?;
+            add(p, reason);
+        }
+    }
+    Ok(Desired {
+        global,
+        peers,
+        originate,
+    })
+}
+
+fn peers_of(
+    ctx: &Ctx,
+    peer: &BgpPeer,
+    node: &Node,
+    name: &str,
+    global: &GlobalCfg,
+    hold_time: u16,
+    global_asn: u32,
+) -> Result<Vec<PeerCfg>, ConfigError> {
+    let s = &peer.spec;
+    let err = |m: String| invalid("BGPPeer", name, m);
+    // Does this peer apply to this node?
+    let peer_type = match (&s.node, &s.node_selector) {
+        (Some(n), _) if !n.is_empty() => {
+            if n != &global.node {
+                return Ok(vec![]);
+            }
+            PeerType::NodeSpecific
+        }
+        (_, Some(sel)) => {
+            let sel = Selector::parse(sel).map_err(|e| err(format!("nodeSelector: {e}")))?;
+            if !sel.matches(&node.metadata.labels) {
+                return Ok(vec![]);
+            }
+            if matches!(sel, Selector::All) {
+                PeerType::Global
+            } else {
+                PeerType::NodeSpecific
+            }
+        }
+        _ => PeerType::Global,
+    };
+    let remote_as = match (&s.remote_as, s.as_number) {
+        (Some(_), Some(_)) => return Err(err("set asNumber or remoteAs, not both".into())),
+        (Some(AsValue::Number(n)), None) => Some(RemoteAs::Number(*n)),
+        (None, Some(n)) => Some(RemoteAs::Number(n)),
+        (Some(AsValue::Word(w)), None) => Some(match w.as_str() {
+            "external" => RemoteAs::External,
+            "internal" => RemoteAs::Internal,
+            other => {
+                return Err(err(format!(
+                    "remoteAs {other:?}: want a number, external or internal"
+                )))
+            }
+        }),
+        (None, None) => None,
+    };
+    let hold = match &s.hold_time {
+        Some(h) => parse_duration(h).map_err(err)? as u16,
+        None => hold_time,
+    };
+    let source_address = match &s.source_address {
+        None => None,
+        Some(v) if v == "UseNodeIP" => Some(IpAddr::V4(global.router_id)),
+        Some(v) if v == "None" => None,
+        Some(v) => Some(v.parse().map_err(|_| {
+            err(format!(
+                "sourceAddress {v:?}: want UseNodeIP, None or an address"
+            ))
+        })?),
+    };
+    let password = match &s.password {
+        Some(r) => Some(ctx.secret(r).map_err(err)?),
+        None => None,
+    };
+    let max_restart_time = match &s.max_restart_time {
+        Some(t) => Some(parse_duration(t).map_err(err)?),
+        None => None,
+    };
+    let make = |target: PeerTarget, remote_as: RemoteAs, port: u16| PeerCfg {
+        target,
+        port,
+        remote_as,
+        peer_type,
+        source: format!("BGPPeer/{name}"),
+        source_address,
+        passive: s.passive.unwrap_or(false),
+        hold_time: hold,
+        ttl: s.ebgp_multihop,
+        ttl_security: s.ttl_security,
+        password: password.clone(),
+        keep_original_next_hop: s.keep_original_next_hop.unwrap_or(false),
+        max_restart_time,
+    };
+    let mut out = Vec::new();
+    let targets = [
+        s.peer_ip.is_some(),
+        s.interface.is_some(),
+        s.peer_selector.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if targets != 1 {
+        return Err(err(
+            "set exactly one of peerIP, interface or peerSelector".into()
+        ));
+    }
+    if let Some(ip) = &s.peer_ip {
+        let (addr, port) = parse_peer_ip(ip).map_err(err)?;
+        let ra = remote_as
+            .ok_or_else(|| err("asNumber (or remoteAs) is required with peerIP".into()))?;
+        out.push(make(
+            PeerTarget::Addr(addr),
+            ra,
+            s.port.or(port).unwrap_or(179),
+        ));
+    } else if let Some(ifname) = &s.interface {
+        let ra = remote_as.unwrap_or(RemoteAs::External);
+        out.push(make(
+            PeerTarget::Interface(ifname.clone()),
+            ra,
+            s.port.unwrap_or(179),
+        ));
+    } else if let Some(sel) = &s.peer_selector {
+        let sel = Selector::parse(sel).map_err(|e| err(format!("peerSelector: {e}")))?;
+        for other in ctx
+            .state
+            .nodes
+            .values()
+            .filter(|n| n.metadata.name != global.node && sel.matches(&n.metadata.labels))
+        {
+            let port = ctx
+                .state
+                .bgp_configurations
+                .get(&format!("node.{}", other.metadata.name))
+                .and_then(|c| c.spec.listen_port)
+                .or_else(|| {
+                    ctx.state
+                        .bgp_configurations
+                        .get("default")
+                        .and_then(|c| c.spec.listen_port)
+                })
+                .unwrap_or(179);
+            let ra = remote_as.unwrap_or(RemoteAs::Number(node_asn(other, global_asn)));
+            for ip in node_addresses(other) {
+                out.push(make(PeerTarget::Addr(ip), ra, s.port.unwrap_or(port)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+use super::*;
+use crate::files::{load_dir, load_str, Loaded};
+
+fn examples(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+fn from_str(text: &str) -> Result<ClusterState, crate::ConfigError> {
+    let mut l = Loaded::default();
+    load_str("test.yaml", text, &mut l)?;
+    Ok(l.state)
+}
+
+#[test]
+fn seed_000_loads_unchanged() {
+    let l = load_dir(&examples("seed-000")).unwrap();
+    let d = desired(&l.state, "rahu").unwrap();
+    assert_eq!(d.global.asn, 64515);
+    assert_eq!(
+        d.global.router_id,
+        "192.168.100.132".parse::<Ipv4Addr>().unwrap()
+    );
+    // Mesh off: only the route reflector.
+    assert_eq!(d.peers.keys().collect::<Vec<_>>(), vec!["192.168.100.41"]);
+    let p = &d.peers["192.168.100.41"];
+    assert_eq!(p.remote_as, RemoteAs::Number(64515));
+    assert_eq!(p.peer_type, PeerType::Global);
+    assert_eq!(
+        d.originate
+            .keys()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        vec!["10.240.26.192/26"]
+    );
+}
+
+#[test]
+fn seed_002_loads_unchanged_with_communities() {
+    let l = load_dir(&examples("seed-002")).unwrap();
+    let d = desired(&l.state, "kube-controlplane-001").unwrap();
+    assert_eq!(d.global.asn, 65535);
+    assert_eq!(d.global.listen_port, 178);
+    assert_eq!(d.global.bind, None);
+    let mesh = &d.peers["172.21.1.18"];
+    assert_eq!(
+        (mesh.peer_type, mesh.port, mesh.max_restart_time),
+        (PeerType::NodeMesh, 178, Some(120))
+    );
+    let tor = &d.peers["172.21.1.254"];
+    assert_eq!((tor.peer_type, tor.port), (PeerType::Global, 179));
+    let pod = &d.originate[&"192.168.170.0/24".parse().unwrap()];
+    assert_eq!(pod.communities, vec![(65535 << 16) | 120]);
+    assert_eq!(
+        pod.large_communities,
+        vec![LargeCommunity {
+            global: 65535,
+            local1: 300,
+            local2: 100
+        }]
+    );
+    let svc = &d.originate[&"192.16.0.0/12".parse().unwrap()];
+    assert!(
+        svc.communities.is_empty(),
+        "192.16.0.0/12 is outside 192.168.0.0/16"
+    );
+    assert_eq!(svc.reason, "service cluster IPs");
+}
+
+#[test]
+fn unknown_field_is_an_error_naming_it() {
+    let e = from_str("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 192.0.2.1, asNumbr: 1}\n").unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("test.yaml, document 1")
+            && msg.contains("asNumbr")
+            && msg.contains("BGPPeer \"p\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn kbgp_fields_under_calico_group_are_refused() {
+    let e = from_str("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {interface: eth0}\n").unwrap_err();
+    assert!(
+        e.to_string().contains("spec.interface is a kbgp field"),
+        "{e}"
+    );
+    // The same under kbgp.io is fine.
+    let s = from_str(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: host}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.2}]}\n---\n\
+         apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {interface: eth0, remoteAs: external}\n",
+    )
+    .unwrap();
+    let d = desired(&s, "host").unwrap();
+    assert_eq!(d.peers["eth0"].target, PeerTarget::Interface("eth0".into()));
+    assert_eq!(d.peers["eth0"].remote_as, RemoteAs::External);
+}
+
+#[test]
+fn bad_values_are_clear_errors() {
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.2}]}\n---\n";
+    for (doc, want) in [
+        ("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: nope, asNumber: 1}\n", "peerIP \"nope\""),
+        ("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 192.0.2.9}\n", "asNumber"),
+        ("apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {bindMode: Sometimes}\n", "bindMode"),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [nosuch]}]}\n",
+            "\"nosuch\" is not defined",
+        ),
+        (
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {communities: [{name: c, value: '70000:1'}]}\n",
+            "invalid community",
+        ),
+        ("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {nodeSelector: 'zone = a', peerIP: 192.0.2.9, asNumber: 1}\n", "nodeSelector"),
+    ] {
+        let s = from_str(&format!("{node}{doc}")).unwrap();
+        let e = desired(&s, "n").unwrap_err().to_string();
+        assert!(e.contains(want), "{e} should mention {want}");
+    }
+    // Invalid YAML and a missing node.
+    assert!(
+        from_str("apiVersion: v1\nkind: Node\nmetadata: {name: [}\n")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid YAML")
+    );
+    let s = from_str(node).unwrap();
+    assert!(desired(&s, "other")
+        .unwrap_err()
+        .to_string()
+        .contains("no Node resource"));
+    // Duplicates.
+    assert!(from_str(&format!("{node}{node}"))
+        .unwrap_err()
+        .to_string()
+        .contains("defined twice"));
+}
+
+#[test]
+fn unknown_kinds_are_ignored() {
+    let mut l = Loaded::default();
+    load_str(
+        "x.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+        &mut l,
+    )
+    .unwrap();
+    assert_eq!(l.ignored, vec!["x.yaml: apps/v1/Deployment"]);
+}
+
+#[test]
+fn selectors_node_specific_and_peer_selector() {
+    let s = from_str(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: a, labels: {rack: r1}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.1}]}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: b, labels: {rack: r2, rr: 'true'}}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.2}]}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {nodeToNodeMeshEnabled: false, asNumber: 65000}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: to-rr}\nspec: {nodeSelector: \"!has(rr)\", peerSelector: \"rr == 'true'\"}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: r1-tor}\nspec: {nodeSelector: \"rack == 'r1'\", peerIP: '192.0.2.254:1179', asNumber: 65100}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: only-b}\nspec: {node: b, peerIP: 192.0.2.253, asNumber: 65101}\n",
+    )
+    .unwrap();
+    let a = desired(&s, "a").unwrap();
+    assert_eq!(
+        a.peers.keys().collect::<Vec<_>>(),
+        vec!["192.0.2.2", "192.0.2.254"]
+    );
+    assert_eq!(a.peers["192.0.2.2"].remote_as, RemoteAs::Number(65000));
+    assert_eq!(a.peers["192.0.2.254"].port, 1179);
+    assert_eq!(a.peers["192.0.2.254"].peer_type, PeerType::NodeSpecific);
+    let b = desired(&s, "b").unwrap();
+    assert_eq!(b.peers.keys().collect::<Vec<_>>(), vec!["192.0.2.253"]);
+}
+
+#[test]
+fn secrets_and_durations() {
+    assert_eq!(parse_duration("120s"), Ok(120));
+    assert_eq!(parse_duration("1h30m"), Ok(5400));
+    assert_eq!(parse_duration("2m0s"), Ok(120));
+    assert!(parse_duration("5x").is_err());
+    assert_eq!(b64_decode("c2VjcmV0").unwrap(), b"secret");
+    let s = from_str(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.2}]}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: bgp-secrets, namespace: calico-system}\ndata: {rr-password: c2VjcmV0}\n---\n\
+         apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 192.0.2.9, asNumber: 1, password: {secretKeyRef: {name: bgp-secrets, key: rr-password}}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        desired(&s, "n").unwrap().peers["192.0.2.9"]
+            .password
+            .as_deref(),
+        Some("secret")
+    );
+}

@@ -43,7 +43,7 @@ pub struct Node {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
-    #[serde(default)]
+    #[serde(default, rename = "podCIDR")]
     pub pod_cidr: Option<String>,
     #[serde(default, rename = "podCIDRs")]
     pub pod_cidrs: Vec<String>,

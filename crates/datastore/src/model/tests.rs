@@ -193,3 +193,22 @@ fn secrets_and_durations() {
         Some("secret")
     );
 }
+
+#[test]
+fn pod_cidr_singular_and_ipv6() {
+    let s = from_str(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n}\nspec: {podCIDR: 10.244.1.0/24}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.2}]}\n---\n\
+         apiVersion: v1\nkind: Node\nmetadata: {name: m}\nspec: {podCIDRs: [10.244.2.0/24, 'fd00:10:244:2::/64']}\nstatus: {addresses: [{type: InternalIP, address: 192.0.2.3}]}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        desired(&s, "n")
+            .unwrap()
+            .originate
+            .keys()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        vec!["10.244.1.0/24"]
+    );
+    assert_eq!(desired(&s, "m").unwrap().originate.len(), 2);
+}

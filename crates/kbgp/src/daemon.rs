@@ -1,0 +1,130 @@
+//! The daemon: file datastore → reconciler (the speaker's `apply`), the API
+//! socket, and signals (SIGHUP reloads, SIGTERM/SIGINT stop cleanly).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use speaker::SpeakerHandle;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+#[derive(clap::Args)]
+pub struct DaemonOpts {
+    /// Directory of Kubernetes-style YAML (Node, Service, BGPConfiguration, BGPPeer, Secret).
+    #[arg(long)]
+    config_dir: PathBuf,
+    /// This node's name (a Node resource in the directory).
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// Where to serve the command API.
+    #[arg(long, env = "KBGP_API_SOCKET", default_value = crate::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, env = "KBGP_LOG", default_value = "info")]
+    log_level: String,
+    /// How often to look for changes in the directory.
+    #[arg(long, default_value = "1", value_name = "SECONDS")]
+    poll_interval: u64,
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // Under systemd the journal adds its own timestamps.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        b.without_time().with_ansi(false).init();
+    } else {
+        b.init();
+    }
+}
+
+/// Load the directory and compute this node's desired state.
+fn load(dir: &Path, node: &str) -> Result<datastore::Desired, String> {
+    let loaded = datastore::load_dir(dir).map_err(|e| e.to_string())?;
+    datastore::desired(&loaded.state, node).map_err(|e| e.to_string())
+}
+
+async fn reload(dir: &Path, node: &str, speaker: &SpeakerHandle, why: &str) {
+    match load(dir, node) {
+        Ok(d) => match speaker.apply(d).await {
+            Ok(s) => info!(
+                trigger = why,
+                added = ?s.added, removed = ?s.removed, changed = ?s.changed,
+                originate_changed = s.originate_changed, "configuration applied"
+            ),
+            Err(e) => error!("{e}"),
+        },
+        Err(e) => error!(
+            trigger = why,
+            "configuration rejected, the last good one stays in force: {e}"
+        ),
+    }
+}
+
+pub async fn run(o: DaemonOpts) -> u8 {
+    init_logging(&o.log_level);
+    let desired = match load(&o.config_dir, &o.node) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("kbgp: {e}");
+            return 1;
+        }
+    };
+    info!(node = %o.node, asn = desired.global.asn, router_id = %desired.global.router_id, dir = %o.config_dir.display(), "kbgp starting");
+    let speaker = speaker::start();
+    if let Err(e) = speaker.apply(desired).await {
+        eprintln!("kbgp: {e}");
+        return 1;
+    }
+    let api_speaker = speaker.clone();
+    let sock = o.api_socket.clone();
+    let api = tokio::spawn(async move {
+        if let Err(e) = api::serve(&sock, api_speaker).await {
+            error!(socket = %sock.display(), "API server failed: {e}");
+        }
+    });
+    let (mut hup, mut term, mut int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => {
+            eprintln!("kbgp: cannot install signal handlers");
+            return 1;
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(o.poll_interval.max(1)));
+    let mut seen = datastore::fingerprint(&o.config_dir);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let fp = datastore::fingerprint(&o.config_dir);
+                if fp != seen {
+                    seen = fp;
+                    reload(&o.config_dir, &o.node, &speaker, "file change").await;
+                }
+            }
+            _ = hup.recv() => {
+                seen = datastore::fingerprint(&o.config_dir);
+                reload(&o.config_dir, &o.node, &speaker, "SIGHUP").await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("stopping: sending Cease to every peer");
+    if tokio::time::timeout(Duration::from_secs(10), speaker.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("shutdown took too long");
+    }
+    api.abort();
+    let _ = std::fs::remove_file(&o.api_socket);
+    0
+}

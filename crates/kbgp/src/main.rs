@@ -1,0 +1,116 @@
+//! `kbgp`: the daemon and its command-line client in one binary.
+//!
+//! Exit codes a script can rely on: 0 success; 1 error (bad configuration,
+//! API error, prefix or peer not found); 2 usage error; 3 the daemon is not
+//! running (no API socket).
+
+mod cli;
+mod daemon;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_SOCKET: &str = "/run/kbgp/kbgp.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "kbgp",
+    version,
+    about = "BGP for Kubernetes nodes and hosts: routable pod and service addresses, no NAT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ClientOpts {
+    /// The daemon's API socket.
+    #[arg(long, env = "KBGP_API_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
+    pub api_socket: PathBuf,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the BGP daemon.
+    Daemon(daemon::DaemonOpts),
+    /// Peer states, like `calicoctl node status`.
+    Status {
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Show neighbors or routes.
+    Show {
+        #[command(subcommand)]
+        what: Show,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Load a configuration directory and print what this node would run, without running it.
+    Check {
+        #[arg(long)]
+        config_dir: PathBuf,
+        #[arg(long)]
+        node: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Show {
+    /// Sessions in detail: counters, negotiated capabilities, hold time, last error.
+    Neighbors {
+        /// A peer address or interface; all peers when left out.
+        peer: Option<String>,
+    },
+    /// Received and advertised routes.
+    Rib {
+        /// A prefix (or address): that prefix and more specifics.
+        prefix: Option<String>,
+        /// ipv4 or ipv6 (both when left out).
+        #[arg(long)]
+        family: Option<String>,
+        /// Only routes of this peer.
+        #[arg(long)]
+        peer: Option<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kbgp: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Daemon(o) => daemon::run(o).await,
+            Cmd::Status { opts } => cli::status(&opts).await,
+            Cmd::Show { what, opts } => cli::show(&opts, what).await,
+            Cmd::Check {
+                config_dir,
+                node,
+                output,
+            } => cli::check(&config_dir, &node, output),
+        }
+    });
+    std::process::ExitCode::from(code)
+}

@@ -1,0 +1,581 @@
+//! One task per peer: Idle/Connect/Active with back-off, up to two TCP
+//! connections at once while a collision is settled (RFC 4271 §6.8), and the
+//! sans-IO [`Connection`] FSM driving each.
+//!
+//! ```text
+//!   main loop ──PeerCmd──▶ peer task ──PeerEvent──▶ main loop
+//!                            │  ▲
+//!              Bytes (bounded)│  │ConnEvent (unbounded: frames, closes, connect results)
+//!                            ▼  │
+//!                  writer task  reader task   (one pair per TCP connection)
+//! ```
+//! The reader only frames bytes; decoding happens here with the context the
+//! session negotiated. Reads never wait on writes, so two speakers pushing
+//! full tables at each other cannot deadlock.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bgp_fsm::{
+    backoff, collision_keeps_local, CloseReason, Connection, Negotiated, Output, RemoteAs,
+    SessionCfg, State,
+};
+use bgp_wire::notification::{self, Notification};
+use bgp_wire::{frame_len, Message, RouteRefresh, Update, MAX_LEN_EXTENDED};
+use bytes::{Bytes, BytesMut};
+use datastore::{PeerCfg, PeerTarget};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::status::{lock, unix_now, SharedStatus};
+
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RETRY_BASE: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// From the main loop to a peer.
+#[derive(Debug)]
+pub(crate) enum PeerCmd {
+    Incoming(TcpStream, SocketAddr),
+    /// Encoded UPDATEs for session `gen`.
+    Send {
+        gen: u64,
+        bytes: Bytes,
+        updates: u64,
+    },
+    Stop(Option<Notification>),
+}
+
+/// From a peer to the main loop.
+#[derive(Debug)]
+pub(crate) enum PeerEvent {
+    Up {
+        key: String,
+        gen: u64,
+        neg: Box<Negotiated>,
+        local: SocketAddr,
+    },
+    Down {
+        key: String,
+        gen: u64,
+    },
+    Update {
+        key: String,
+        gen: u64,
+        update: Box<Update>,
+    },
+    Refresh {
+        key: String,
+        gen: u64,
+        rr: RouteRefresh,
+    },
+}
+
+enum ConnEvent {
+    Connected(Result<TcpStream, String>),
+    Frame(u64, Bytes),
+    HeaderError(u64, Notification),
+    Closed(u64, String),
+}
+
+struct Conn {
+    id: u64,
+    outbound: bool,
+    fsm: Connection,
+    tx: mpsc::Sender<Bytes>,
+    reader: JoinHandle<()>,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
+pub(crate) struct Peer {
+    pub key: String,
+    pub cfg: PeerCfg,
+    pub session: SessionCfg,
+    pub status: SharedStatus,
+    pub main: mpsc::UnboundedSender<PeerEvent>,
+    pub cmds: mpsc::Receiver<PeerCmd>,
+}
+
+struct Run {
+    conns: Vec<Conn>,
+    next_id: u64,
+    gen: u64,
+    established: Option<u64>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    connecting: bool,
+    ev_tx: mpsc::UnboundedSender<ConnEvent>,
+}
+
+fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
+    match cfg.remote_as {
+        RemoteAs::Number(n) => n != local_as,
+        RemoteAs::External => true,
+        RemoteAs::Internal => false,
+    }
+}
+
+async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEvent>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        loop {
+            match frame_len(&buf, MAX_LEN_EXTENDED) {
+                Ok(Some(len)) if buf.len() >= len => {
+                    let f = buf.split_to(len).freeze();
+                    if ev.send(ConnEvent::Frame(id, f)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => break,
+                Err(n) => {
+                    let _ = ev.send(ConnEvent::HeaderError(id, n));
+                    return;
+                }
+            }
+        }
+        match r.read_buf(&mut buf).await {
+            Ok(0) => {
+                let _ = ev.send(ConnEvent::Closed(id, "connection closed by peer".into()));
+                return;
+            }
+            Err(e) => {
+                let _ = ev.send(ConnEvent::Closed(id, format!("read: {e}")));
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(b) = rx.recv().await {
+        if w.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+impl Peer {
+    pub(crate) async fn run(self) {
+        let span = tracing::info_span!("peer", peer = %self.key);
+        self.run_inner().instrument(span).await
+    }
+
+    /// A peer kbgp cannot run yet says so in its status instead of failing silently.
+    fn unsupported(&self) -> Option<&'static str> {
+        if matches!(self.cfg.target, PeerTarget::Interface(_)) {
+            return Some("BGP unnumbered (interface peers) is not implemented yet");
+        }
+        if self.cfg.password.is_some() {
+            return Some("TCP MD5 password is not implemented yet");
+        }
+        None
+    }
+
+    fn ttl(&self) -> u32 {
+        if self.cfg.ttl_security.is_some() {
+            255
+        } else if let Some(t) = self.cfg.ttl {
+            t as u32
+        } else if is_ebgp(&self.cfg, self.session.local_as) {
+            1
+        } else {
+            64
+        }
+    }
+
+    fn set_state(&self, state: State, info: &str) {
+        let mut s = lock(&self.status);
+        if s.state != state {
+            s.since = unix_now();
+        }
+        s.state = state;
+        s.info = info.to_string();
+    }
+
+    fn note_error(&self, e: &str) {
+        lock(&self.status).last_error = Some(e.to_string());
+    }
+
+    async fn run_inner(mut self) {
+        if let Some(why) = self.unsupported() {
+            warn!(reason = why, "peer not started");
+            self.set_state(State::Idle, why);
+            self.note_error(why);
+            while let Some(cmd) = self.cmds.recv().await {
+                if matches!(cmd, PeerCmd::Stop(_)) {
+                    break;
+                }
+            }
+            return;
+        }
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let mut run = Run {
+            conns: Vec::new(),
+            next_id: 0,
+            gen: 0,
+            established: None,
+            failures: 0,
+            retry_at: (!self.cfg.passive).then(Instant::now),
+            connecting: false,
+            ev_tx,
+        };
+        self.set_state(
+            State::Active,
+            if self.cfg.passive {
+                "Passive"
+            } else {
+                "Active"
+            },
+        );
+        loop {
+            let deadline = run
+                .conns
+                .iter()
+                .filter_map(|c| c.fsm.next_deadline().map(Instant::from_std))
+                .chain(
+                    run.retry_at
+                        .filter(|_| run.conns.is_empty() && !run.connecting),
+                )
+                .min();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let now = Instant::now();
+                    if run.conns.is_empty() && !run.connecting && run.retry_at.is_some_and(|t| t <= now) {
+                        run.retry_at = None;
+                        self.start_connect(&mut run);
+                    }
+                    let ids: Vec<u64> = run.conns.iter().map(|c| c.id).collect();
+                    for id in ids {
+                        if let Some(c) = run.conns.iter_mut().find(|c| c.id == id) {
+                            let outs = c.fsm.on_timer(now.into_std());
+                            self.handle(&mut run, id, outs).await;
+                        }
+                    }
+                }
+                cmd = self.cmds.recv() => match cmd {
+                    None | Some(PeerCmd::Stop(_)) => {
+                        let n = match cmd { Some(PeerCmd::Stop(n)) => n, _ => None };
+                        let ids: Vec<u64> = run.conns.iter().map(|c| c.id).collect();
+                        for id in ids {
+                            if let Some(c) = run.conns.iter_mut().find(|c| c.id == id) {
+                                let outs = c.fsm.stop(n.clone());
+                                self.handle(&mut run, id, outs).await;
+                            }
+                        }
+                        self.set_state(State::Idle, "Stopped");
+                                    return;
+                    }
+                    Some(PeerCmd::Incoming(stream, remote)) => self.incoming(&mut run, stream, remote).await,
+                    Some(PeerCmd::Send { gen, bytes, updates }) => {
+                        if gen != run.gen {
+                            continue;
+                        }
+                        if let Some(c) = run.established.and_then(|id| run.conns.iter_mut().find(|c| c.id == id)) {
+                            c.fsm.sent_update(std::time::Instant::now());
+                            let _ = c.tx.send(bytes).await;
+                            lock(&self.status).sent.update += updates;
+                        }
+                    }
+                },
+                Some(ev) = ev_rx.recv() => match ev {
+                    ConnEvent::Connected(Ok(stream)) => {
+                        run.connecting = false;
+                        if run.established.is_some() || run.conns.len() >= 2 {
+                            continue;
+                        }
+                        let remote = stream.peer_addr().ok();
+                        if let Some(remote) = remote {
+                            self.add_conn(&mut run, stream, remote, true).await;
+                        }
+                    }
+                    ConnEvent::Connected(Err(e)) => {
+                        run.connecting = false;
+                        debug!(error = %e, "connect failed");
+                        self.note_error(&e);
+                        if run.conns.is_empty() {
+                            self.schedule_retry(&mut run);
+                            self.set_state(State::Active, &format!("Active Socket: {e}"));
+                        }
+                    }
+                    ConnEvent::Frame(id, frame) => {
+                        let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else { continue };
+                        let outs = match Message::decode(&frame, &c.fsm.ctx()) {
+                            Ok(m) => {
+                                lock(&self.status).received.count(m.kind());
+                                c.fsm.on_message(m, std::time::Instant::now())
+                            }
+                            Err(n) => {
+                                warn!(error = %n, "malformed message");
+                                c.fsm.on_decode_error(n)
+                            }
+                        };
+                        self.handle(&mut run, id, outs).await;
+                    }
+                    ConnEvent::HeaderError(id, n) => {
+                        if let Some(c) = run.conns.iter_mut().find(|c| c.id == id) {
+                            let outs = c.fsm.on_decode_error(n);
+                            self.handle(&mut run, id, outs).await;
+                        }
+                    }
+                    ConnEvent::Closed(id, why) => {
+                        if run.conns.iter().any(|c| c.id == id) {
+                            self.drop_conn(&mut run, id, &why);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn schedule_retry(&self, run: &mut Run) {
+        if self.cfg.passive {
+            return;
+        }
+        let d = backoff(RETRY_BASE, RETRY_MAX, run.failures);
+        run.failures = run.failures.saturating_add(1);
+        run.retry_at = Some(Instant::now() + d);
+    }
+
+    fn start_connect(&self, run: &mut Run) {
+        let PeerTarget::Addr(addr) = self.cfg.target else {
+            return;
+        };
+        run.connecting = true;
+        self.set_state(State::Connect, "Connect");
+        let remote = SocketAddr::new(addr, self.cfg.port);
+        let source = self.cfg.source_address;
+        let ttl = self.ttl();
+        let tx = run.ev_tx.clone();
+        tokio::spawn(
+            async move {
+                let r = connect(remote, source, ttl).await;
+                let _ = tx.send(ConnEvent::Connected(r));
+            }
+            .in_current_span(),
+        );
+    }
+
+    async fn incoming(&self, run: &mut Run, stream: TcpStream, remote: SocketAddr) {
+        if run.established.is_some() || run.conns.len() >= 2 {
+            // RFC 4271 §6.8: an Established session wins over a new connection.
+            debug!(%remote, "refusing a second connection");
+            let mut s = stream;
+            let n = Notification::new(
+                notification::CEASE,
+                notification::cease::CONNECTION_COLLISION,
+                vec![],
+            );
+            let _ = s
+                .write_all(&Message::Notification(n).to_bytes(&Default::default()))
+                .await;
+            return;
+        }
+        let _ = stream.set_ttl(self.ttl());
+        self.add_conn(run, stream, remote, false).await;
+    }
+
+    async fn add_conn(&self, run: &mut Run, stream: TcpStream, remote: SocketAddr, outbound: bool) {
+        let _ = stream.set_nodelay(true);
+        let local = match stream.local_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        };
+        let (r, w) = stream.into_split();
+        let id = run.next_id;
+        run.next_id += 1;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(writer(w, rx));
+        let reader = tokio::spawn(reader(id, r, run.ev_tx.clone()));
+        let (fsm, outs) = Connection::start(self.session.clone(), std::time::Instant::now());
+        info!(%remote, outbound, "TCP connection up, OPEN sent");
+        run.conns.push(Conn {
+            id,
+            outbound,
+            fsm,
+            tx,
+            reader,
+            local,
+            remote,
+        });
+        self.set_state(State::OpenSent, "OpenSent");
+        self.handle(run, id, outs).await;
+    }
+
+    /// Forget a connection; if it carried the session, the session is down.
+    fn drop_conn(&self, run: &mut Run, id: u64, why: &str) {
+        let Some(pos) = run.conns.iter().position(|c| c.id == id) else {
+            return;
+        };
+        let c = run.conns.remove(pos);
+        c.reader.abort();
+        drop(c.tx); // the writer flushes what is queued, then closes
+        if run.established == Some(id) {
+            run.established = None;
+            warn!(reason = why, "session down");
+            let _ = self.main.send(PeerEvent::Down {
+                key: self.key.clone(),
+                gen: run.gen,
+            });
+            let mut s = lock(&self.status);
+            s.negotiated = None;
+            s.established_at = None;
+            s.prefixes_received = 0;
+            s.prefixes_advertised = 0;
+        } else {
+            debug!(reason = why, "connection closed");
+        }
+        self.note_error(why);
+        if run.conns.is_empty() {
+            self.schedule_retry(run);
+            let info = if self.cfg.passive {
+                "Passive".to_string()
+            } else {
+                format!("Active {why}")
+            };
+            self.set_state(State::Active, &info);
+        }
+    }
+
+    async fn handle(&self, run: &mut Run, id: u64, outs: Vec<Output>) {
+        let mut queue: std::collections::VecDeque<(u64, Output)> =
+            outs.into_iter().map(|o| (id, o)).collect();
+        while let Some((id, out)) = queue.pop_front() {
+            let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else {
+                continue;
+            };
+            match out {
+                Output::Send(m) => {
+                    lock(&self.status).sent.count(m.kind());
+                    let b = m.to_bytes(&c.fsm.ctx()).freeze();
+                    let _ = c.tx.send(b).await;
+                }
+                Output::OpenReceived(remote_id) => {
+                    self.set_state(State::OpenConfirm, "OpenConfirm");
+                    // A collision: another connection that has seen the peer's OPEN too.
+                    let me_outbound = c.outbound;
+                    let other = run.conns.iter_mut().find(|o| {
+                        o.id != id
+                            && matches!(o.fsm.state(), State::OpenConfirm | State::Established)
+                    });
+                    if let Some(o) = other {
+                        let keep_outbound =
+                            collision_keeps_local(self.session.router_id, remote_id);
+                        let loser =
+                            if o.fsm.state() == State::Established || o.outbound == keep_outbound {
+                                id
+                            } else {
+                                o.id
+                            };
+                        info!(keep_outbound, me_outbound, "connection collision resolved");
+                        let cease = Notification::new(
+                            notification::CEASE,
+                            notification::cease::CONNECTION_COLLISION,
+                            vec![],
+                        );
+                        if let Some(l) = run.conns.iter_mut().find(|c| c.id == loser) {
+                            queue.extend(l.fsm.stop(Some(cease)).into_iter().map(|o| (loser, o)));
+                        }
+                    }
+                }
+                Output::Established(neg) => {
+                    run.gen += 1;
+                    run.established = Some(id);
+                    run.failures = 0;
+                    info!(peer_as = neg.peer_as, peer_id = %neg.peer_id, hold = neg.hold_time, remote = %c.remote, "session Established");
+                    {
+                        let mut s = lock(&self.status);
+                        s.negotiated = Some((*neg).clone());
+                        s.local_addr = Some(c.local);
+                        s.remote_addr = Some(c.remote);
+                        s.established_count += 1;
+                        s.established_at = Some(unix_now());
+                        s.last_error = None;
+                    }
+                    self.set_state(State::Established, "Established");
+                    let _ = self.main.send(PeerEvent::Up {
+                        key: self.key.clone(),
+                        gen: run.gen,
+                        neg,
+                        local: c.local,
+                    });
+                    // Any other connection loses.
+                    let cease = Notification::new(
+                        notification::CEASE,
+                        notification::cease::CONNECTION_COLLISION,
+                        vec![],
+                    );
+                    for o in run.conns.iter_mut().filter(|o| o.id != id) {
+                        queue.extend(
+                            o.fsm
+                                .stop(Some(cease.clone()))
+                                .into_iter()
+                                .map(|x| (o.id, x)),
+                        );
+                    }
+                }
+                Output::Update(u) => {
+                    let _ = self.main.send(PeerEvent::Update {
+                        key: self.key.clone(),
+                        gen: run.gen,
+                        update: u,
+                    });
+                }
+                Output::RouteRefresh(rr) => {
+                    let _ = self.main.send(PeerEvent::Refresh {
+                        key: self.key.clone(),
+                        gen: run.gen,
+                        rr,
+                    });
+                }
+                Output::Close(reason) => {
+                    match &reason {
+                        CloseReason::Sent(n) => warn!(notification = %n, "sent NOTIFICATION"),
+                        CloseReason::Received(n) => {
+                            warn!(notification = %n, "received NOTIFICATION")
+                        }
+                        CloseReason::Stopped => {}
+                    }
+                    let why = reason.to_string();
+                    self.drop_conn(run, id, &why);
+                }
+            }
+        }
+    }
+}
+
+async fn connect(
+    remote: SocketAddr,
+    source: Option<IpAddr>,
+    ttl: u32,
+) -> Result<TcpStream, String> {
+    let sock = if remote.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    if let Some(src) = source {
+        sock.bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind {src}: {e}"))?;
+    }
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(remote))
+        .await
+        .map_err(|_| "Connection timed out".to_string())?
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                "Connection refused".to_string()
+            } else {
+                e.to_string()
+            }
+        })?;
+    let _ = s.set_ttl(ttl);
+    Ok(s)
+}

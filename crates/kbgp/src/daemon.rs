@@ -28,7 +28,13 @@ pub struct DaemonOpts {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    // A bare level applies to kbgp's own crates; libraries stay at warn.
+    let directive = if ["error", "warn", "info", "debug", "trace"].contains(&level) {
+        format!("warn,kbgp={level},speaker={level},api={level},datastore={level},bgp_fsm={level},bgp_rib={level}")
+    } else {
+        level.to_string()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,483 @@
+//! Test lab: network namespaces made by the test, real daemons started in
+//! them by PID, and cleanup of both on drop (also when the test fails).
+//!
+//! Addresses used live only inside these namespaces: 192.0.2.0/24,
+//! 198.18.0.0/15, 2001:db8::/32 and the seeds' private addresses.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub const KBGP: &str = env!("CARGO_BIN_EXE_kbgp");
+
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    if !out.status.success() {
+        panic!("{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn sh_ok(args: &[&str]) -> (bool, String) {
+    match Command::new(args[0]).args(&args[1..]).output() {
+        Ok(o) => (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout` with `what` and the last observation.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        match f() {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
+}
+
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+    /// SIGTERM, then SIGKILL after a grace period; always reaped.
+    pub fn stop(&mut self) {
+        if self.alive() {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let start = Instant::now();
+            while self.alive() && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if self.alive() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Lab {
+    pub prefix: String,
+    pub dir: PathBuf,
+    namespaces: Vec<String>,
+    procs: Vec<Proc>,
+    /// Daemons that fork (FRR): PID files to kill from.
+    pidfiles: Vec<PathBuf>,
+    links: u32,
+}
+
+impl Lab {
+    pub fn new(test: &str) -> Lab {
+        assert!(sh(&["id", "-u"]).trim() == "0", "interop tests need root (network namespaces)");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("k{}{}", std::process::id() % 100_000, (b'a' + n as u8) as char);
+        let dir = std::env::temp_dir().join(format!("kbgp-test-{test}-{prefix}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        sh(&["chmod", "755", dir.to_str().unwrap()]);
+        Lab { prefix, dir, namespaces: vec![], procs: vec![], pidfiles: vec![], links: 0 }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A namespace with loopback up, forwarding on, IPv6 on.
+    pub fn ns(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.prefix);
+        sh(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        for kv in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.all.disable_ipv6=0"] {
+            sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", kv]);
+        }
+        ns
+    }
+
+    /// A veth between two namespaces with the given addresses (CIDR form, IPv6 without DAD).
+    pub fn link(&mut self, a: &str, a_addrs: &[&str], b: &str, b_addrs: &[&str]) -> (String, String) {
+        self.links += 1;
+        let ia = format!("{}{}a", self.prefix, self.links);
+        let ib = format!("{}{}b", self.prefix, self.links);
+        sh(&["ip", "link", "add", &ia, "netns", a, "type", "veth", "peer", "name", &ib, "netns", b]);
+        for (ns, ifn, addrs) in [(a, &ia, a_addrs), (b, &ib, b_addrs)] {
+            for addr in addrs {
+                if addr.contains(':') {
+                    sh(&["ip", "-n", ns, "addr", "add", addr, "dev", ifn, "nodad"]);
+                } else {
+                    sh(&["ip", "-n", ns, "addr", "add", addr, "dev", ifn]);
+                }
+            }
+            sh(&["ip", "-n", ns, "link", "set", ifn, "up"]);
+        }
+        (ia, ib)
+    }
+
+    pub fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) -> usize {
+        self.spawn_env(name, ns, args, &[])
+    }
+
+    pub fn spawn_env(&mut self, name: &str, ns: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
+        let log = self.path(&format!("{name}.log"));
+        let f = fs::File::create(&log).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).args(args).stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        self.procs.push(Proc { name: name.to_string(), child, log });
+        self.procs.len() - 1
+    }
+
+    pub fn proc(&mut self, idx: usize) -> &mut Proc {
+        &mut self.procs[idx]
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    // ---- kbgp ----
+
+    /// Start `kbgp daemon` in `ns` on a copy of `cfg_dir` (or an empty dir).
+    pub fn kbgp(&mut self, name: &str, ns: &str, node: &str, files: &[(&str, &str)]) -> Kbgp {
+        let cfg = self.path(&format!("{name}-cfg"));
+        fs::create_dir_all(&cfg).unwrap();
+        for (f, text) in files {
+            fs::write(cfg.join(f), text).unwrap();
+        }
+        self.kbgp_dir(name, ns, node, &cfg)
+    }
+
+    pub fn kbgp_dir(&mut self, name: &str, ns: &str, node: &str, cfg: &Path) -> Kbgp {
+        let sock = self.path(&format!("{name}.sock"));
+        let idx = self.spawn(
+            name,
+            ns,
+            &[KBGP, "daemon", "--config-dir", cfg.to_str().unwrap(), "--node", node, "--api-socket", sock.to_str().unwrap(), "--log-level", "debug"],
+        );
+        let k = Kbgp { sock, cfg: cfg.to_path_buf(), idx, name: name.to_string() };
+        let s = k.sock.clone();
+        wait_for("kbgp API socket", Duration::from_secs(10), || if s.exists() { Ok(()) } else { Err("no socket".into()) });
+        k
+    }
+
+    // ---- BIRD ----
+
+    pub fn bird(&mut self, name: &str, ns: &str, conf: &str) -> Bird {
+        let c = self.path(&format!("{name}.conf"));
+        fs::write(&c, conf).unwrap();
+        let ctl = self.path(&format!("{name}.ctl"));
+        let idx = self.spawn(name, ns, &["bird", "-f", "-c", c.to_str().unwrap(), "-s", ctl.to_str().unwrap()]);
+        let b = Bird { ctl, idx };
+        wait_for("BIRD control socket", Duration::from_secs(10), || if b.ctl.exists() { Ok(()) } else { Err("no socket".into()) });
+        b
+    }
+
+    // ---- FRR (bgpd only, no zebra) ----
+
+    pub fn frr(&mut self, name: &str, ns: &str, conf: &str) -> Frr {
+        let d = self.path(name);
+        fs::create_dir_all(&d).unwrap();
+        sh(&["chmod", "777", d.to_str().unwrap()]);
+        let c = d.join("frr.conf");
+        fs::write(&c, conf).unwrap();
+        let pid = d.join("bgpd.pid");
+        let idx = self.spawn(
+            name,
+            ns,
+            &[
+                "/usr/lib/frr/bgpd",
+                "-S",
+                "-f",
+                c.to_str().unwrap(),
+                "-i",
+                pid.to_str().unwrap(),
+                "-z",
+                d.join("zserv.api").to_str().unwrap(),
+                "--vty_socket",
+                d.to_str().unwrap(),
+                "-u",
+                "root",
+                "-g",
+                "root",
+                "--log",
+                "stdout",
+            ],
+        );
+        let f = Frr { dir: d, idx };
+        wait_for("FRR vty socket", Duration::from_secs(10), || if f.dir.join("bgpd.vty").exists() { Ok(()) } else { Err("no vty".into()) });
+        f
+    }
+
+    // ---- GoBGP ----
+
+    pub fn gobgp(&mut self, name: &str, ns: &str, conf_toml: &str) -> Gobgp {
+        let c = self.path(&format!("{name}.toml"));
+        fs::write(&c, conf_toml).unwrap();
+        let idx = self.spawn(name, ns, &["gobgpd", "-f", c.to_str().unwrap(), "-t", "toml", "--api-hosts", "127.0.0.1:50051", "--log-level", "debug"]);
+        let g = Gobgp { ns: ns.to_string(), idx };
+        wait_for("gobgpd API", Duration::from_secs(15), || {
+            let (ok, out) = g.cli(&["global"]);
+            if ok {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        });
+        g
+    }
+
+    // ---- ExaBGP ----
+
+    /// ExaBGP with `conf`; the received UPDATEs are written as JSON lines to `{name}.json`.
+    pub fn exabgp(&mut self, name: &str, ns: &str, conf: &str) -> Exabgp {
+        let c = self.path(&format!("{name}.conf"));
+        fs::write(&c, conf).unwrap();
+        let idx = self.spawn_env(
+            name,
+            ns,
+            &["exabgp", c.to_str().unwrap()],
+            &[("exabgp.daemon.user", "root"), ("exabgp.log.destination", "stdout"), ("exabgp.daemon.drop", "false")],
+        );
+        Exabgp { json: self.path(&format!("{name}.json")), idx }
+    }
+
+    /// A writer script for ExaBGP's process API: appends every JSON line to `path`.
+    pub fn exabgp_sink(&self, name: &str) -> PathBuf {
+        let script = self.path(&format!("{name}-sink.py"));
+        let out = self.path(&format!("{name}.json"));
+        fs::write(
+            &script,
+            format!(
+                "import sys\nwith open({:?}, 'a') as f:\n    for line in sys.stdin:\n        f.write(line)\n        f.flush()\n",
+                out.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        script
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for p in self.procs.iter_mut().rev() {
+            p.stop();
+        }
+        for pf in &self.pidfiles {
+            if let Ok(pid) = fs::read_to_string(pf) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.dir.display());
+            for p in &self.procs {
+                if let Ok(s) = fs::read_to_string(&p.log) {
+                    let tail: Vec<&str> = s.lines().rev().take(40).collect();
+                    eprintln!("---- {} (last lines) ----", p.name);
+                    for l in tail.into_iter().rev() {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub struct Kbgp {
+    pub sock: PathBuf,
+    pub cfg: PathBuf,
+    pub idx: usize,
+    pub name: String,
+}
+
+impl Kbgp {
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let mut a = vec![KBGP];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--api-socket", self.sock.to_str().unwrap()]);
+        sh_ok(&a)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Result<Value, String> {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["-o", "json"]);
+        let (ok, out) = self.cli(&a);
+        if !ok {
+            return Err(out);
+        }
+        serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
+    }
+
+    pub fn peer(&self, addr: &str) -> Result<Value, String> {
+        let v = self.json(&["show", "neighbors", addr])?;
+        v["peers"].get(0).cloned().ok_or_else(|| format!("no peer {addr}"))
+    }
+
+    pub fn wait_established(&self, addr: &str) -> Value {
+        wait_for(&format!("kbgp session to {addr}"), Duration::from_secs(30), || {
+            let p = self.peer(addr)?;
+            if p["state"] == "Established" {
+                Ok(p)
+            } else {
+                Err(p.to_string())
+            }
+        })
+    }
+
+    /// Routes in kbgp's RIB (received or advertised).
+    pub fn routes(&self, direction: &str, peer: &str) -> Result<Vec<Value>, String> {
+        let v = self.json(&["show", "rib", "--peer", peer])?;
+        Ok(v["routes"].as_array().cloned().unwrap_or_default().into_iter().filter(|r| r["direction"] == direction).collect())
+    }
+
+    pub fn wait_received(&self, peer: &str, prefix: &str) -> Value {
+        wait_for(&format!("kbgp to receive {prefix} from {peer}"), Duration::from_secs(30), || {
+            let r = self.routes("received", peer)?;
+            r.into_iter().find(|x| x["prefix"] == prefix).ok_or_else(|| "not yet".to_string())
+        })
+    }
+
+    pub fn write(&self, file: &str, text: &str) {
+        // Write then rename, so the daemon never reads half a file.
+        let tmp = self.cfg.join(format!(".{file}.tmp"));
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, self.cfg.join(file)).unwrap();
+    }
+
+    pub fn remove(&self, file: &str) {
+        fs::remove_file(self.cfg.join(file)).unwrap();
+    }
+}
+
+pub struct Bird {
+    pub ctl: PathBuf,
+    pub idx: usize,
+}
+
+impl Bird {
+    pub fn cli(&self, cmd: &str) -> String {
+        let mut a = vec!["birdc", "-s", self.ctl.to_str().unwrap()];
+        a.extend(cmd.split_whitespace());
+        sh_ok(&a).1
+    }
+
+    pub fn wait_route(&self, prefix: &str) -> String {
+        wait_for(&format!("BIRD to have {prefix}"), Duration::from_secs(30), || {
+            let out = self.cli(&format!("show route {prefix} all"));
+            if out.contains(prefix) {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        })
+    }
+
+    pub fn protocol(&self, name: &str) -> String {
+        self.cli(&format!("show protocols all {name}"))
+    }
+}
+
+pub struct Frr {
+    pub dir: PathBuf,
+    pub idx: usize,
+}
+
+impl Frr {
+    pub fn vtysh(&self, cmd: &str) -> String {
+        sh_ok(&["vtysh", "--vty_socket", self.dir.to_str().unwrap(), "-c", cmd]).1
+    }
+
+    pub fn json(&self, cmd: &str) -> Result<Value, String> {
+        let out = self.vtysh(cmd);
+        serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
+    }
+
+    /// The best path of `prefix` in `afi` ("ipv4"/"ipv6"), once present.
+    pub fn wait_route(&self, afi: &str, prefix: &str) -> Value {
+        wait_for(&format!("FRR to have {prefix}"), Duration::from_secs(30), || {
+            let v = self.json(&format!("show bgp {afi} unicast {prefix} json"))?;
+            v["paths"].get(0).cloned().ok_or_else(|| v.to_string())
+        })
+    }
+}
+
+pub struct Gobgp {
+    pub ns: String,
+    pub idx: usize,
+}
+
+impl Gobgp {
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let mut a = vec!["ip", "netns", "exec", &self.ns, "gobgp", "-u", "127.0.0.1", "-p", "50051"];
+        a.extend_from_slice(args);
+        sh_ok(&a)
+    }
+
+    pub fn rib(&self, family: &str) -> Result<Value, String> {
+        let (ok, out) = self.cli(&["global", "rib", "-a", family, "-j"]);
+        if !ok {
+            return Err(out);
+        }
+        serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))
+    }
+}
+
+pub struct Exabgp {
+    pub json: PathBuf,
+    pub idx: usize,
+}
+
+impl Exabgp {
+    pub fn received(&self) -> Vec<Value> {
+        fs::read_to_string(&self.json)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// A kbgp config directory's Node document.
+pub fn node_yaml(name: &str, ips: &[&str], pod_cidrs: &[&str]) -> String {
+    let addrs: String = ips.iter().map(|ip| format!("  - type: InternalIP\n    address: {ip}\n")).collect();
+    let cidrs: String = pod_cidrs.iter().map(|c| format!("  - {c}\n")).collect();
+    format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDRs:\n{cidrs}status:\n  addresses:\n{addrs}")
+}
+
+pub fn peer_yaml(name: &str, ip: &str, asn: u32) -> String {
+    format!("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  peerIP: {ip}\n  asNumber: {asn}\n")
+}
+
+/// Seed 002's BGPConfiguration (communities and prefix advertisements) with another AS.
+pub fn seed002_config(asn: u32, mesh: bool) -> String {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-002/bgpconfig.yaml")).unwrap();
+    text.replace("asNumber: 65535", &format!("asNumber: {asn}"))
+        .replace("nodeToNodeMeshEnabled: true", &format!("nodeToNodeMeshEnabled: {mesh}"))
+        .replace("  listenPort: 178\n", "")
+}

@@ -288,8 +288,9 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
-/// What the FSM asks its driver to do or know.
+/// What the FSM asks its driver to do or know. Short-lived, so `Send` holds its message inline.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     Send(Message),
     /// The peer's OPEN was accepted (OpenConfirm): check for a collision now.

@@ -155,6 +155,9 @@ impl OutDiff {
     }
 }
 
+/// Announcements share an UPDATE when attribute set (by identity), next hop and family match.
+type GroupKey = (*const PathAttrs, NextHop, Family);
+
 /// What we have announced to one peer.
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
@@ -165,8 +168,7 @@ impl AdjRibOut {
     /// Move to `wanted`, returning what must be sent. With `full`, everything
     /// wanted is announced again (initial sync, route refresh).
     pub fn diff(&mut self, wanted: BTreeMap<IpNet, OutRoute>, full: bool) -> OutDiff {
-        let mut groups: HashMap<(*const PathAttrs, NextHop, Family), (Arc<PathAttrs>, Vec<Nlri>)> =
-            HashMap::new();
+        let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
         let mut order = Vec::new();
         for (p, r) in &wanted {
             if !full && self.routes.get(p) == Some(r) {

@@ -30,8 +30,9 @@ pub const TYPE_NOTIFICATION: u8 = 3;
 pub const TYPE_KEEPALIVE: u8 = 4;
 pub const TYPE_ROUTE_REFRESH: u8 = 5;
 
-/// One BGP message.
+/// One BGP message. UPDATE dominates traffic, so it is held inline rather than boxed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Message {
     Open(Open),
     Update(Update),

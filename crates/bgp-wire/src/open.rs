@@ -154,7 +154,7 @@ impl Capability {
             CAP_FOUR_OCTET_AS if v.len() == 4 => Capability::FourOctetAs(r.u32().map_err(drop)?),
             CAP_GRACEFUL_RESTART => {
                 let flags_time = r.u16().map_err(drop)?;
-                if r.remaining() % 4 != 0 {
+                if !r.remaining().is_multiple_of(4) {
                     return Err(());
                 }
                 let mut families = Vec::new();
@@ -175,7 +175,7 @@ impl Capability {
                 }
             }
             CAP_EXTENDED_NEXT_HOP => {
-                if v.len() % 6 != 0 {
+                if !v.len().is_multiple_of(6) {
                     return Err(());
                 }
                 let mut out = Vec::new();
@@ -194,7 +194,7 @@ impl Capability {
                 Capability::ExtendedNextHop(out)
             }
             CAP_ADD_PATH => {
-                if v.len() % 4 != 0 {
+                if !v.len().is_multiple_of(4) {
                     return Err(());
                 }
                 let mut out = Vec::new();

@@ -219,10 +219,7 @@ fn print_neighbor(p: &pb::Peer) {
         println!("  Negotiated: {}", neg.join(", "));
         println!("  Peer capabilities: {}", p.peer_capabilities.join(", "));
     }
-    let (r, s) = (
-        p.received.clone().unwrap_or_default(),
-        p.sent.clone().unwrap_or_default(),
-    );
+    let (r, s) = (p.received.unwrap_or_default(), p.sent.unwrap_or_default());
     println!("  Messages       sent   received");
     for (name, a, b) in [
         ("OPEN", s.open, r.open),

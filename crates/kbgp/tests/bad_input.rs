@@ -57,13 +57,31 @@ fn malformed_updates_are_handled_per_rfc7606_and_other_peers_keep_serving() {
     kbgp.wait_received("192.0.2.1", "198.18.1.0/24");
     assert_eq!(kbgp.peer("192.0.2.3").unwrap()["info"], "Passive");
 
-    let good10 = update(&[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(), &nlri(198, 18, 10));
-    let good11 = update(&[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(), &nlri(198, 18, 11));
-    let bad_origin10 = update(&[ORIGIN_BAD, AS_PATH, NEXT_HOP].concat(), &nlri(198, 18, 10));
-    let overrun11 = update(&[ORIGIN_IGP, AS_PATH, NEXT_HOP_OVERRUN].concat(), &nlri(198, 18, 11));
-    let good12 = update(&[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(), &nlri(198, 18, 12));
+    let good10 = update(
+        &[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(),
+        &nlri(198, 18, 10),
+    );
+    let good11 = update(
+        &[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(),
+        &nlri(198, 18, 11),
+    );
+    let bad_origin10 = update(
+        &[ORIGIN_BAD, AS_PATH, NEXT_HOP].concat(),
+        &nlri(198, 18, 10),
+    );
+    let overrun11 = update(
+        &[ORIGIN_IGP, AS_PATH, NEXT_HOP_OVERRUN].concat(),
+        &nlri(198, 18, 11),
+    );
+    let good12 = update(
+        &[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(),
+        &nlri(198, 18, 12),
+    );
     // Prefix length 33: the NLRI cannot be parsed, so the session must be reset.
-    let bad_nlri = update(&[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(), &[33, 198, 18, 13, 0, 0]);
+    let bad_nlri = update(
+        &[ORIGIN_IGP, AS_PATH, NEXT_HOP].concat(),
+        &[33, 198, 18, 13, 0, 0],
+    );
     let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/raw_bgp.py");
     let steps: Vec<String> = [
         format!("send:{good10}"),
@@ -80,34 +98,80 @@ fn malformed_updates_are_handled_per_rfc7606_and_other_peers_keep_serving() {
     .iter()
     .flat_map(|s| ["--step".to_string(), s.clone()])
     .collect();
-    let mut args = vec!["python3", tool, "--connect", "192.0.2.2", "--bind", "192.0.2.3", "--asn", "65005", "--id", "192.0.2.3", "--hold", "4"];
+    let mut args = vec![
+        "python3",
+        tool,
+        "--connect",
+        "192.0.2.2",
+        "--bind",
+        "192.0.2.3",
+        "--asn",
+        "65005",
+        "--id",
+        "192.0.2.3",
+        "--hold",
+        "4",
+    ];
     args.extend(steps.iter().map(|s| s.as_str()));
     let raw = lab.spawn("raw", &b, &args);
 
-    let has = |p: &str| kbgp.routes("received", "192.0.2.3").map(|r| r.iter().any(|x| x["prefix"] == p));
-    wait_for("both good routes", Duration::from_secs(10), || match (has("198.18.10.0/24")?, has("198.18.11.0/24")?) {
-        (true, true) => Ok(()),
-        x => Err(format!("{x:?}")),
-    });
-    // Bad ORIGIN: treat-as-withdraw of 198.18.10.0/24 only; the session stays up.
-    wait_for("treat-as-withdraw of 198.18.10.0/24", Duration::from_secs(10), || match (has("198.18.10.0/24")?, has("198.18.11.0/24")?) {
-        (false, true) => Ok(()),
-        x => Err(format!("{x:?}")),
-    });
-    assert_eq!(kbgp.peer("192.0.2.3").unwrap()["state"], "Established");
-    // Attribute overrun: treat-as-withdraw of 198.18.11.0/24.
-    wait_for("treat-as-withdraw of 198.18.11.0/24", Duration::from_secs(10), || if has("198.18.11.0/24")? { Err("still there".into()) } else { Ok(()) });
-    // The same session still takes good routes.
-    wait_for("198.18.12.0/24 after the bad ones", Duration::from_secs(10), || if has("198.18.12.0/24")? { Ok(()) } else { Err("not yet".into()) });
-    // The unparseable NLRI resets only this session, with UPDATE Message Error / Invalid Network Field.
-    wait_for("NOTIFICATION 3/10 to the raw client", Duration::from_secs(15), || {
-        let log = lab_log(&kbgp);
-        if log.contains("Invalid Network Field") {
-            Ok(())
-        } else {
-            Err("no notification yet".into())
+    let has = |p: &str| {
+        kbgp.routes("received", "192.0.2.3")
+            .map(|r| r.iter().any(|x| x["prefix"] == p))
+    };
+    wait_for("both good routes", Duration::from_secs(10), || {
+        match (has("198.18.10.0/24")?, has("198.18.11.0/24")?) {
+            (true, true) => Ok(()),
+            x => Err(format!("{x:?}")),
         }
     });
+    // Bad ORIGIN: treat-as-withdraw of 198.18.10.0/24 only; the session stays up.
+    wait_for(
+        "treat-as-withdraw of 198.18.10.0/24",
+        Duration::from_secs(10),
+        || match (has("198.18.10.0/24")?, has("198.18.11.0/24")?) {
+            (false, true) => Ok(()),
+            x => Err(format!("{x:?}")),
+        },
+    );
+    assert_eq!(kbgp.peer("192.0.2.3").unwrap()["state"], "Established");
+    // Attribute overrun: treat-as-withdraw of 198.18.11.0/24.
+    wait_for(
+        "treat-as-withdraw of 198.18.11.0/24",
+        Duration::from_secs(10),
+        || {
+            if has("198.18.11.0/24")? {
+                Err("still there".into())
+            } else {
+                Ok(())
+            }
+        },
+    );
+    // The same session still takes good routes.
+    wait_for(
+        "198.18.12.0/24 after the bad ones",
+        Duration::from_secs(10),
+        || {
+            if has("198.18.12.0/24")? {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        },
+    );
+    // The unparseable NLRI resets only this session, with UPDATE Message Error / Invalid Network Field.
+    wait_for(
+        "NOTIFICATION 3/10 to the raw client",
+        Duration::from_secs(15),
+        || {
+            let log = lab_log(&kbgp);
+            if log.contains("Invalid Network Field") {
+                Ok(())
+            } else {
+                Err("no notification yet".into())
+            }
+        },
+    );
     wait_for("raw client to see 3/10", Duration::from_secs(10), || {
         let out = std::fs::read_to_string(lab_path(&kbgp, "raw.log")).unwrap_or_default();
         if out.contains("\"code\": 3, \"subcode\": 10") {
@@ -117,7 +181,13 @@ fn malformed_updates_are_handled_per_rfc7606_and_other_peers_keep_serving() {
         }
     });
     // Routes of the reset session are gone, BIRD's session and route are untouched.
-    wait_for("raw peer's routes removed", Duration::from_secs(10), || if has("198.18.12.0/24")? { Err("still there".into()) } else { Ok(()) });
+    wait_for("raw peer's routes removed", Duration::from_secs(10), || {
+        if has("198.18.12.0/24")? {
+            Err("still there".into())
+        } else {
+            Ok(())
+        }
+    });
     let after = kbgp.peer("192.0.2.1").unwrap();
     assert_eq!(after["state"], "Established");
     assert_eq!(after["established_at"], before["established_at"]);

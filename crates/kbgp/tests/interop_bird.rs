@@ -31,16 +31,35 @@ fn kbgp_bird_ebgp_ipv4_ipv6_with_communities() {
     let mut lab = Lab::new("bird");
     let k = lab.ns("k");
     let b = lab.ns("b");
-    lab.link(&k, &["192.0.2.2/24", "2001:db8::2/64"], &b, &["192.0.2.1/24", "2001:db8::1/64"]);
+    lab.link(
+        &k,
+        &["192.0.2.2/24", "2001:db8::2/64"],
+        &b,
+        &["192.0.2.1/24", "2001:db8::1/64"],
+    );
     let bird = lab.bird("bird", &b, BIRD_CONF);
     let kbgp = lab.kbgp(
         "kbgp",
         &k,
         "n1",
         &[
-            ("node.yaml", &node_yaml("n1", &["192.0.2.2", "2001:db8::2"], &["192.168.170.0/24", "2001:db8:170::/64"])),
+            (
+                "node.yaml",
+                &node_yaml(
+                    "n1",
+                    &["192.0.2.2", "2001:db8::2"],
+                    &["192.168.170.0/24", "2001:db8:170::/64"],
+                ),
+            ),
             ("bgpconfig.yaml", &seed002_config(65001, false)),
-            ("peers.yaml", &format!("{}---\n{}", peer_yaml("bird4", "192.0.2.1", 65002), peer_yaml("bird6", "2001:db8::1", 65002))),
+            (
+                "peers.yaml",
+                &format!(
+                    "{}---\n{}",
+                    peer_yaml("bird4", "192.0.2.1", 65002),
+                    peer_yaml("bird6", "2001:db8::1", 65002)
+                ),
+            ),
         ],
     );
     let p4 = kbgp.wait_established("192.0.2.1");
@@ -68,14 +87,29 @@ fn kbgp_bird_ebgp_ipv4_ipv6_with_communities() {
     assert_eq!(got["communities"], serde_json::json!(["65002:5"]));
     assert_eq!(got["large_communities"], serde_json::json!(["65002:5:5"]));
     let got6 = kbgp.wait_received("2001:db8::1", "2001:db8:5::/48");
-    assert!(got6["next_hop"].as_str().unwrap().starts_with("2001:db8::1"), "{got6}");
+    assert!(
+        got6["next_hop"]
+            .as_str()
+            .unwrap()
+            .starts_with("2001:db8::1"),
+        "{got6}"
+    );
 
     // `kbgp status` shows both peers as calicoctl does.
     let (ok, out) = kbgp.cli(&["status"]);
     assert!(ok, "{out}");
-    assert!(out.contains("IPv4 BGP status") && out.contains("IPv6 BGP status"), "{out}");
-    assert!(out.contains("| 192.0.2.1    | global    | up    |"), "{out}");
-    assert!(out.contains("2001:db8::1") && out.contains("Established"), "{out}");
+    assert!(
+        out.contains("IPv4 BGP status") && out.contains("IPv6 BGP status"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| 192.0.2.1    | global    | up    |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2001:db8::1") && out.contains("Established"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -97,17 +131,24 @@ fn wrong_peer_as_is_refused_with_bad_peer_as_and_restart_readvertises() {
             ("peer.yaml", &peer_yaml("bird", "192.0.2.1", 65099)),
         ],
     );
-    wait_for("BIRD to see Bad Peer AS", std::time::Duration::from_secs(30), || {
-        let out = bird.protocol("k4");
-        if out.contains("Received: Bad peer AS") {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    });
+    wait_for(
+        "BIRD to see Bad Peer AS",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = bird.protocol("k4");
+            if out.contains("Received: Bad peer AS") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
     let p = kbgp.peer("192.0.2.1").unwrap();
     assert_ne!(p["state"], "Established");
-    assert!(p["last_error"].as_str().unwrap().contains("Bad Peer AS"), "{p}");
+    assert!(
+        p["last_error"].as_str().unwrap().contains("Bad Peer AS"),
+        "{p}"
+    );
 
     // Fix the AS: the session comes up without restarting kbgp.
     kbgp.write("peer.yaml", &peer_yaml("bird", "192.0.2.1", 65002));

@@ -9,7 +9,12 @@ fn kbgp_exabgp_ipv4_and_ipv6_over_one_session() {
     let mut lab = Lab::new("exabgp");
     let k = lab.ns("k");
     let x = lab.ns("x");
-    lab.link(&k, &["192.0.2.2/24", "2001:db8::2/64"], &x, &["192.0.2.1/24", "2001:db8::1/64"]);
+    lab.link(
+        &k,
+        &["192.0.2.2/24", "2001:db8::2/64"],
+        &x,
+        &["192.0.2.1/24", "2001:db8::1/64"],
+    );
     let sink = lab.exabgp_sink("exabgp");
     let conf = format!(
         r#"
@@ -41,7 +46,14 @@ neighbor 192.0.2.2 {{
         &k,
         "n1",
         &[
-            ("node.yaml", &node_yaml("n1", &["192.0.2.2", "2001:db8::2"], &["192.168.170.0/24", "2001:db8:170::/64"])),
+            (
+                "node.yaml",
+                &node_yaml(
+                    "n1",
+                    &["192.0.2.2", "2001:db8::2"],
+                    &["192.168.170.0/24", "2001:db8:170::/64"],
+                ),
+            ),
             ("bgpconfig.yaml", &seed002_config(65001, false)),
             ("peer.yaml", &peer_yaml("exa", "192.0.2.1", 65004)),
         ],
@@ -50,20 +62,39 @@ neighbor 192.0.2.2 {{
     assert!(p["families"].as_array().unwrap().len() == 2, "{p}");
 
     // ExaBGP parsed our IPv4 route with both community kinds.
-    let upd = wait_for("ExaBGP to receive 192.168.170.0/24", std::time::Duration::from_secs(30), || {
-        exa.received()
-            .into_iter()
-            .find(|v| v.to_string().contains("192.168.170.0/24"))
-            .ok_or_else(|| format!("{:?}", exa.received()))
-    });
+    let upd = wait_for(
+        "ExaBGP to receive 192.168.170.0/24",
+        std::time::Duration::from_secs(30),
+        || {
+            exa.received()
+                .into_iter()
+                .find(|v| v.to_string().contains("192.168.170.0/24"))
+                .ok_or_else(|| format!("{:?}", exa.received()))
+        },
+    );
     let attr = &upd["neighbor"]["message"]["update"]["attribute"];
-    assert_eq!(attr["community"], serde_json::json!([[65535, 120]]), "{upd}");
-    assert_eq!(attr["large-community"], serde_json::json!([[65535, 300, 100]]), "{upd}");
+    assert_eq!(
+        attr["community"],
+        serde_json::json!([[65535, 120]]),
+        "{upd}"
+    );
+    assert_eq!(
+        attr["large-community"],
+        serde_json::json!([[65535, 300, 100]]),
+        "{upd}"
+    );
     assert_eq!(attr["as-path"], serde_json::json!([65001]), "{upd}");
     // IPv6 over the IPv4 session, next hop the node's IPv6 address.
-    let upd6 = wait_for("ExaBGP to receive 2001:db8:170::/64", std::time::Duration::from_secs(30), || {
-        exa.received().into_iter().find(|v| v.to_string().contains("2001:db8:170::/64")).ok_or_else(|| "not yet".to_string())
-    });
+    let upd6 = wait_for(
+        "ExaBGP to receive 2001:db8:170::/64",
+        std::time::Duration::from_secs(30),
+        || {
+            exa.received()
+                .into_iter()
+                .find(|v| v.to_string().contains("2001:db8:170::/64"))
+                .ok_or_else(|| "not yet".to_string())
+        },
+    );
     assert!(upd6.to_string().contains("2001:db8::2"), "{upd6}");
 
     let got = kbgp.wait_received("192.0.2.1", "198.18.9.0/24");

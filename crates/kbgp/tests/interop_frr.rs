@@ -33,16 +33,35 @@ fn kbgp_frr_ibgp_ipv4_ipv6_seed002_communities() {
     let mut lab = Lab::new("frr");
     let k = lab.ns("k");
     let f = lab.ns("f");
-    lab.link(&k, &["192.0.2.2/24", "2001:db8::2/64"], &f, &["192.0.2.1/24", "2001:db8::1/64"]);
+    lab.link(
+        &k,
+        &["192.0.2.2/24", "2001:db8::2/64"],
+        &f,
+        &["192.0.2.1/24", "2001:db8::1/64"],
+    );
     let frr = lab.frr("frr", &f, FRR_CONF);
     let kbgp = lab.kbgp(
         "kbgp",
         &k,
         "n1",
         &[
-            ("node.yaml", &node_yaml("n1", &["192.0.2.2", "2001:db8::2"], &["192.168.170.0/24", "2001:db8:170::/64"])),
+            (
+                "node.yaml",
+                &node_yaml(
+                    "n1",
+                    &["192.0.2.2", "2001:db8::2"],
+                    &["192.168.170.0/24", "2001:db8:170::/64"],
+                ),
+            ),
             ("bgpconfig.yaml", &seed002_config(65535, true)),
-            ("peers.yaml", &format!("{}---\n{}", peer_yaml("tor4", "192.0.2.1", 65535), peer_yaml("tor6", "2001:db8::1", 65535))),
+            (
+                "peers.yaml",
+                &format!(
+                    "{}---\n{}",
+                    peer_yaml("tor4", "192.0.2.1", 65535),
+                    peer_yaml("tor6", "2001:db8::1", 65535)
+                ),
+            ),
         ],
     );
     let p = kbgp.wait_established("192.0.2.1");
@@ -66,7 +85,10 @@ fn kbgp_frr_ibgp_ipv4_ipv6_seed002_communities() {
     assert_eq!(got["communities"], serde_json::json!(["65535:7"]));
     assert_eq!(got["large_communities"], serde_json::json!(["65535:7:7"]));
     let got6 = kbgp.wait_received("2001:db8::1", "2001:db8:7::/48");
-    assert!(got6["next_hop"].as_str().unwrap().contains("2001:db8::1"), "{got6}");
+    assert!(
+        got6["next_hop"].as_str().unwrap().contains("2001:db8::1"),
+        "{got6}"
+    );
 
     // Keepalives every 3 s keep the 9 s hold time alive: still up 12 s later, one session.
     std::thread::sleep(std::time::Duration::from_secs(12));

@@ -28,9 +28,25 @@ fn kbgp_gobgp_ebgp_ipv4_ipv6_with_communities() {
     let mut lab = Lab::new("gobgp");
     let k = lab.ns("k");
     let g = lab.ns("g");
-    lab.link(&k, &["192.0.2.2/24", "2001:db8::2/64"], &g, &["192.0.2.1/24", "2001:db8::1/64"]);
+    lab.link(
+        &k,
+        &["192.0.2.2/24", "2001:db8::2/64"],
+        &g,
+        &["192.0.2.1/24", "2001:db8::1/64"],
+    );
     let gobgp = lab.gobgp("gobgp", &g, GOBGP_CONF);
-    let (ok, out) = gobgp.cli(&["global", "rib", "-a", "ipv4", "add", "198.18.8.0/24", "community", "65003:8", "large-community", "65003:8:8"]);
+    let (ok, out) = gobgp.cli(&[
+        "global",
+        "rib",
+        "-a",
+        "ipv4",
+        "add",
+        "198.18.8.0/24",
+        "community",
+        "65003:8",
+        "large-community",
+        "65003:8:8",
+    ]);
     assert!(ok, "{out}");
     let (ok, out) = gobgp.cli(&["global", "rib", "-a", "ipv6", "add", "2001:db8:8::/48"]);
     assert!(ok, "{out}");
@@ -39,33 +55,55 @@ fn kbgp_gobgp_ebgp_ipv4_ipv6_with_communities() {
         &k,
         "n1",
         &[
-            ("node.yaml", &node_yaml("n1", &["192.0.2.2", "2001:db8::2"], &["192.168.170.0/24", "2001:db8:170::/64"])),
+            (
+                "node.yaml",
+                &node_yaml(
+                    "n1",
+                    &["192.0.2.2", "2001:db8::2"],
+                    &["192.168.170.0/24", "2001:db8:170::/64"],
+                ),
+            ),
             ("bgpconfig.yaml", &seed002_config(65001, false)),
-            ("peers.yaml", &format!("{}---\n{}", peer_yaml("g4", "192.0.2.1", 65003), peer_yaml("g6", "2001:db8::1", 65003))),
+            (
+                "peers.yaml",
+                &format!(
+                    "{}---\n{}",
+                    peer_yaml("g4", "192.0.2.1", 65003),
+                    peer_yaml("g6", "2001:db8::1", 65003)
+                ),
+            ),
         ],
     );
     kbgp.wait_established("192.0.2.1");
     kbgp.wait_established("2001:db8::1");
 
-    let text = wait_for("GoBGP to have 192.168.170.0/24", std::time::Duration::from_secs(30), || {
-        let (_, out) = gobgp.cli(&["global", "rib", "-a", "ipv4", "192.168.170.0/24"]);
-        if out.contains("192.168.170.0/24") {
-            Ok(out)
-        } else {
-            Err(out)
-        }
-    });
+    let text = wait_for(
+        "GoBGP to have 192.168.170.0/24",
+        std::time::Duration::from_secs(30),
+        || {
+            let (_, out) = gobgp.cli(&["global", "rib", "-a", "ipv4", "192.168.170.0/24"]);
+            if out.contains("192.168.170.0/24") {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        },
+    );
     assert!(text.contains("65535:120"), "{text}");
     assert!(text.contains("65535:300:100"), "{text}");
     assert!(text.contains("65001"), "{text}");
-    let rib6 = wait_for("GoBGP IPv6 route", std::time::Duration::from_secs(30), || {
-        let v = gobgp.rib("ipv6")?;
-        if v.get("2001:db8:170::/64").is_some() {
-            Ok(v)
-        } else {
-            Err(v.to_string())
-        }
-    });
+    let rib6 = wait_for(
+        "GoBGP IPv6 route",
+        std::time::Duration::from_secs(30),
+        || {
+            let v = gobgp.rib("ipv6")?;
+            if v.get("2001:db8:170::/64").is_some() {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
     assert!(rib6.to_string().contains("2001:db8::2"), "{rib6}");
 
     let got = kbgp.wait_received("192.0.2.1", "198.18.8.0/24");
@@ -77,12 +115,16 @@ fn kbgp_gobgp_ebgp_ipv4_ipv6_with_communities() {
     // Withdraw on GoBGP: gone from kbgp.
     let (ok, out) = gobgp.cli(&["global", "rib", "-a", "ipv4", "del", "198.18.8.0/24"]);
     assert!(ok, "{out}");
-    wait_for("withdrawal to reach kbgp", std::time::Duration::from_secs(15), || {
-        let r = kbgp.routes("received", "192.0.2.1")?;
-        if r.iter().any(|x| x["prefix"] == "198.18.8.0/24") {
-            Err("still there".into())
-        } else {
-            Ok(())
-        }
-    });
+    wait_for(
+        "withdrawal to reach kbgp",
+        std::time::Duration::from_secs(15),
+        || {
+            let r = kbgp.routes("received", "192.0.2.1")?;
+            if r.iter().any(|x| x["prefix"] == "198.18.8.0/24") {
+                Err("still there".into())
+            } else {
+                Ok(())
+            }
+        },
+    );
 }

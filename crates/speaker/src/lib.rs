@@ -432,7 +432,7 @@ impl Main {
                 let Some(p) = self.peers.get_mut(&key) else {
                     return;
                 };
-                if !p.session.as_ref().is_some_and(|s| s.gen == gen) {
+                if p.session.as_ref().is_none_or(|s| s.gen != gen) {
                     return;
                 }
                 match &update.repair {

@@ -18,16 +18,30 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub const KBGP: &str = env!("CARGO_BIN_EXE_kbgp");
 
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
     if !out.status.success() {
-        panic!("{args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        panic!(
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn sh_ok(args: &[&str]) -> (bool, String) {
     match Command::new(args[0]).args(&args[1..]).output() {
-        Ok(o) => (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
         Err(e) => (false, e.to_string()),
     }
 }
@@ -62,7 +76,9 @@ impl Proc {
     /// SIGTERM, then SIGKILL after a grace period; always reaped.
     pub fn stop(&mut self) {
         if self.alive() {
-            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
             let start = Instant::now();
             while self.alive() && start.elapsed() < Duration::from_secs(5) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -87,14 +103,28 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(test: &str) -> Lab {
-        assert!(sh(&["id", "-u"]).trim() == "0", "interop tests need root (network namespaces)");
+        assert!(
+            sh(&["id", "-u"]).trim() == "0",
+            "interop tests need root (network namespaces)"
+        );
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("k{}{}", std::process::id() % 100_000, (b'a' + n as u8) as char);
+        let prefix = format!(
+            "k{}{}",
+            std::process::id() % 100_000,
+            (b'a' + n as u8) as char
+        );
         let dir = std::env::temp_dir().join(format!("kbgp-test-{test}-{prefix}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         sh(&["chmod", "755", dir.to_str().unwrap()]);
-        Lab { prefix, dir, namespaces: vec![], procs: vec![], pidfiles: vec![], links: 0 }
+        Lab {
+            prefix,
+            dir,
+            namespaces: vec![],
+            procs: vec![],
+            pidfiles: vec![],
+            links: 0,
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -107,18 +137,30 @@ impl Lab {
         sh(&["ip", "netns", "add", &ns]);
         self.namespaces.push(ns.clone());
         sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        for kv in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.all.disable_ipv6=0"] {
+        for kv in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.all.disable_ipv6=0",
+        ] {
             sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", kv]);
         }
         ns
     }
 
     /// A veth between two namespaces with the given addresses (CIDR form, IPv6 without DAD).
-    pub fn link(&mut self, a: &str, a_addrs: &[&str], b: &str, b_addrs: &[&str]) -> (String, String) {
+    pub fn link(
+        &mut self,
+        a: &str,
+        a_addrs: &[&str],
+        b: &str,
+        b_addrs: &[&str],
+    ) -> (String, String) {
         self.links += 1;
         let ia = format!("{}{}a", self.prefix, self.links);
         let ib = format!("{}{}b", self.prefix, self.links);
-        sh(&["ip", "link", "add", &ia, "netns", a, "type", "veth", "peer", "name", &ib, "netns", b]);
+        sh(&[
+            "ip", "link", "add", &ia, "netns", a, "type", "veth", "peer", "name", &ib, "netns", b,
+        ]);
         for (ns, ifn, addrs) in [(a, &ia, a_addrs), (b, &ib, b_addrs)] {
             for addr in addrs {
                 if addr.contains(':') {
@@ -136,16 +178,32 @@ impl Lab {
         self.spawn_env(name, ns, args, &[])
     }
 
-    pub fn spawn_env(&mut self, name: &str, ns: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
+    pub fn spawn_env(
+        &mut self,
+        name: &str,
+        ns: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
         let log = self.path(&format!("{name}.log"));
         let f = fs::File::create(&log).unwrap();
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).args(args).stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f);
+        cmd.args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-        self.procs.push(Proc { name: name.to_string(), child, log });
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        });
         self.procs.len() - 1
     }
 
@@ -174,11 +232,33 @@ impl Lab {
         let idx = self.spawn(
             name,
             ns,
-            &[KBGP, "daemon", "--config-dir", cfg.to_str().unwrap(), "--node", node, "--api-socket", sock.to_str().unwrap(), "--log-level", "debug"],
+            &[
+                KBGP,
+                "daemon",
+                "--config-dir",
+                cfg.to_str().unwrap(),
+                "--node",
+                node,
+                "--api-socket",
+                sock.to_str().unwrap(),
+                "--log-level",
+                "debug",
+            ],
         );
-        let k = Kbgp { sock, cfg: cfg.to_path_buf(), idx, name: name.to_string() };
+        let k = Kbgp {
+            sock,
+            cfg: cfg.to_path_buf(),
+            idx,
+            name: name.to_string(),
+        };
         let s = k.sock.clone();
-        wait_for("kbgp API socket", Duration::from_secs(10), || if s.exists() { Ok(()) } else { Err("no socket".into()) });
+        wait_for("kbgp API socket", Duration::from_secs(10), || {
+            if s.exists() {
+                Ok(())
+            } else {
+                Err("no socket".into())
+            }
+        });
         k
     }
 
@@ -188,9 +268,26 @@ impl Lab {
         let c = self.path(&format!("{name}.conf"));
         fs::write(&c, conf).unwrap();
         let ctl = self.path(&format!("{name}.ctl"));
-        let idx = self.spawn(name, ns, &["bird", "-f", "-c", c.to_str().unwrap(), "-s", ctl.to_str().unwrap()]);
+        let idx = self.spawn(
+            name,
+            ns,
+            &[
+                "bird",
+                "-f",
+                "-c",
+                c.to_str().unwrap(),
+                "-s",
+                ctl.to_str().unwrap(),
+            ],
+        );
         let b = Bird { ctl, idx };
-        wait_for("BIRD control socket", Duration::from_secs(10), || if b.ctl.exists() { Ok(()) } else { Err("no socket".into()) });
+        wait_for("BIRD control socket", Duration::from_secs(10), || {
+            if b.ctl.exists() {
+                Ok(())
+            } else {
+                Err("no socket".into())
+            }
+        });
         b
     }
 
@@ -226,7 +323,13 @@ impl Lab {
             ],
         );
         let f = Frr { dir: d, idx };
-        wait_for("FRR vty socket", Duration::from_secs(10), || if f.dir.join("bgpd.vty").exists() { Ok(()) } else { Err("no vty".into()) });
+        wait_for("FRR vty socket", Duration::from_secs(10), || {
+            if f.dir.join("bgpd.vty").exists() {
+                Ok(())
+            } else {
+                Err("no vty".into())
+            }
+        });
         f
     }
 
@@ -235,8 +338,25 @@ impl Lab {
     pub fn gobgp(&mut self, name: &str, ns: &str, conf_toml: &str) -> Gobgp {
         let c = self.path(&format!("{name}.toml"));
         fs::write(&c, conf_toml).unwrap();
-        let idx = self.spawn(name, ns, &["gobgpd", "-f", c.to_str().unwrap(), "-t", "toml", "--api-hosts", "127.0.0.1:50051", "--log-level", "debug"]);
-        let g = Gobgp { ns: ns.to_string(), idx };
+        let idx = self.spawn(
+            name,
+            ns,
+            &[
+                "gobgpd",
+                "-f",
+                c.to_str().unwrap(),
+                "-t",
+                "toml",
+                "--api-hosts",
+                "127.0.0.1:50051",
+                "--log-level",
+                "debug",
+            ],
+        );
+        let g = Gobgp {
+            ns: ns.to_string(),
+            idx,
+        };
         wait_for("gobgpd API", Duration::from_secs(15), || {
             let (ok, out) = g.cli(&["global"]);
             if ok {
@@ -258,9 +378,16 @@ impl Lab {
             name,
             ns,
             &["exabgp", c.to_str().unwrap()],
-            &[("exabgp.daemon.user", "root"), ("exabgp.log.destination", "stdout"), ("exabgp.daemon.drop", "false")],
+            &[
+                ("exabgp.daemon.user", "root"),
+                ("exabgp.log.destination", "stdout"),
+                ("exabgp.daemon.drop", "false"),
+            ],
         );
-        Exabgp { json: self.path(&format!("{name}.json")), idx }
+        Exabgp {
+            json: self.path(&format!("{name}.json")),
+            idx,
+        }
     }
 
     /// A writer script for ExaBGP's process API: appends every JSON line to `path`.
@@ -336,31 +463,50 @@ impl Kbgp {
 
     pub fn peer(&self, addr: &str) -> Result<Value, String> {
         let v = self.json(&["show", "neighbors", addr])?;
-        v["peers"].get(0).cloned().ok_or_else(|| format!("no peer {addr}"))
+        v["peers"]
+            .get(0)
+            .cloned()
+            .ok_or_else(|| format!("no peer {addr}"))
     }
 
     pub fn wait_established(&self, addr: &str) -> Value {
-        wait_for(&format!("kbgp session to {addr}"), Duration::from_secs(30), || {
-            let p = self.peer(addr)?;
-            if p["state"] == "Established" {
-                Ok(p)
-            } else {
-                Err(p.to_string())
-            }
-        })
+        wait_for(
+            &format!("kbgp session to {addr}"),
+            Duration::from_secs(30),
+            || {
+                let p = self.peer(addr)?;
+                if p["state"] == "Established" {
+                    Ok(p)
+                } else {
+                    Err(p.to_string())
+                }
+            },
+        )
     }
 
     /// Routes in kbgp's RIB (received or advertised).
     pub fn routes(&self, direction: &str, peer: &str) -> Result<Vec<Value>, String> {
         let v = self.json(&["show", "rib", "--peer", peer])?;
-        Ok(v["routes"].as_array().cloned().unwrap_or_default().into_iter().filter(|r| r["direction"] == direction).collect())
+        Ok(v["routes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r["direction"] == direction)
+            .collect())
     }
 
     pub fn wait_received(&self, peer: &str, prefix: &str) -> Value {
-        wait_for(&format!("kbgp to receive {prefix} from {peer}"), Duration::from_secs(30), || {
-            let r = self.routes("received", peer)?;
-            r.into_iter().find(|x| x["prefix"] == prefix).ok_or_else(|| "not yet".to_string())
-        })
+        wait_for(
+            &format!("kbgp to receive {prefix} from {peer}"),
+            Duration::from_secs(30),
+            || {
+                let r = self.routes("received", peer)?;
+                r.into_iter()
+                    .find(|x| x["prefix"] == prefix)
+                    .ok_or_else(|| "not yet".to_string())
+            },
+        )
     }
 
     pub fn write(&self, file: &str, text: &str) {
@@ -388,14 +534,18 @@ impl Bird {
     }
 
     pub fn wait_route(&self, prefix: &str) -> String {
-        wait_for(&format!("BIRD to have {prefix}"), Duration::from_secs(30), || {
-            let out = self.cli(&format!("show route {prefix} all"));
-            if out.contains(prefix) {
-                Ok(out)
-            } else {
-                Err(out)
-            }
-        })
+        wait_for(
+            &format!("BIRD to have {prefix}"),
+            Duration::from_secs(30),
+            || {
+                let out = self.cli(&format!("show route {prefix} all"));
+                if out.contains(prefix) {
+                    Ok(out)
+                } else {
+                    Err(out)
+                }
+            },
+        )
     }
 
     pub fn protocol(&self, name: &str) -> String {
@@ -410,7 +560,14 @@ pub struct Frr {
 
 impl Frr {
     pub fn vtysh(&self, cmd: &str) -> String {
-        sh_ok(&["vtysh", "--vty_socket", self.dir.to_str().unwrap(), "-c", cmd]).1
+        sh_ok(&[
+            "vtysh",
+            "--vty_socket",
+            self.dir.to_str().unwrap(),
+            "-c",
+            cmd,
+        ])
+        .1
     }
 
     pub fn json(&self, cmd: &str) -> Result<Value, String> {
@@ -420,10 +577,14 @@ impl Frr {
 
     /// The best path of `prefix` in `afi` ("ipv4"/"ipv6"), once present.
     pub fn wait_route(&self, afi: &str, prefix: &str) -> Value {
-        wait_for(&format!("FRR to have {prefix}"), Duration::from_secs(30), || {
-            let v = self.json(&format!("show bgp {afi} unicast {prefix} json"))?;
-            v["paths"].get(0).cloned().ok_or_else(|| v.to_string())
-        })
+        wait_for(
+            &format!("FRR to have {prefix}"),
+            Duration::from_secs(30),
+            || {
+                let v = self.json(&format!("show bgp {afi} unicast {prefix} json"))?;
+                v["paths"].get(0).cloned().ok_or_else(|| v.to_string())
+            },
+        )
     }
 }
 
@@ -434,7 +595,17 @@ pub struct Gobgp {
 
 impl Gobgp {
     pub fn cli(&self, args: &[&str]) -> (bool, String) {
-        let mut a = vec!["ip", "netns", "exec", &self.ns, "gobgp", "-u", "127.0.0.1", "-p", "50051"];
+        let mut a = vec![
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "gobgp",
+            "-u",
+            "127.0.0.1",
+            "-p",
+            "50051",
+        ];
         a.extend_from_slice(args);
         sh_ok(&a)
     }
@@ -465,7 +636,10 @@ impl Exabgp {
 
 /// A kbgp config directory's Node document.
 pub fn node_yaml(name: &str, ips: &[&str], pod_cidrs: &[&str]) -> String {
-    let addrs: String = ips.iter().map(|ip| format!("  - type: InternalIP\n    address: {ip}\n")).collect();
+    let addrs: String = ips
+        .iter()
+        .map(|ip| format!("  - type: InternalIP\n    address: {ip}\n"))
+        .collect();
     let cidrs: String = pod_cidrs.iter().map(|c| format!("  - {c}\n")).collect();
     format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDRs:\n{cidrs}status:\n  addresses:\n{addrs}")
 }
@@ -476,8 +650,14 @@ pub fn peer_yaml(name: &str, ip: &str, asn: u32) -> String {
 
 /// Seed 002's BGPConfiguration (communities and prefix advertisements) with another AS.
 pub fn seed002_config(asn: u32, mesh: bool) -> String {
-    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-002/bgpconfig.yaml")).unwrap();
+    let text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-002/bgpconfig.yaml"),
+    )
+    .unwrap();
     text.replace("asNumber: 65535", &format!("asNumber: {asn}"))
-        .replace("nodeToNodeMeshEnabled: true", &format!("nodeToNodeMeshEnabled: {mesh}"))
+        .replace(
+            "nodeToNodeMeshEnabled: true",
+            &format!("nodeToNodeMeshEnabled: {mesh}"),
+        )
         .replace("  listenPort: 178\n", "")
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what the tests need (Debian packages) and run every test:
+# format and lint checks, unit tests, then interop tests against real
+# BIRD / FRR / GoBGP / ExaBGP in network namespaces. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run as root (the interop tests create network namespaces)" >&2
+  exit 2
+fi
+
+need=()
+for p in bird2 frr gobgpd exabgp iproute2 python3 procps; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+echo "== build (once)"
+cargo build --workspace --all-targets --locked
+echo "== fmt + clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== unit tests"
+cargo nextest run --workspace --locked --no-fail-fast -E 'not (package(kbgp) and kind(test))'
+echo "== interop tests (real daemons in network namespaces)"
+cargo nextest run --workspace --locked --no-fail-fast -E 'package(kbgp) and kind(test)'

@@ -13,7 +13,7 @@ def msg(t, body=b""):
     return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), t) + body
 
 def open_msg(asn, rid, hold):
-    caps = bytes([1, 4, 0, 1, 0, 1])            # multiprotocol ipv4 unicast
+    caps = bytes([1, 4, 0, 1, 0, 1, 1, 4, 0, 2, 0, 1])  # multiprotocol ipv4 and ipv6 unicast
     caps += bytes([65, 4]) + struct.pack("!I", asn)  # 4-octet AS
     param = bytes([2, len(caps)]) + caps
     my_as = asn if asn < 65536 else 23456
@@ -37,7 +37,7 @@ def reader(sock, out, lock):
             if len(buf) < ln:
                 break
             m, buf = buf[:ln], buf[ln:]
-            rec = {"type": m[18]}
+            rec = {"type": m[18], "hex": m.hex()}
             if m[18] == 3:
                 rec["code"], rec["subcode"] = m[19], m[20]
             with lock:
@@ -45,7 +45,8 @@ def reader(sock, out, lock):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--connect", required=True)
+    ap.add_argument("--connect")
+    ap.add_argument("--listen", help="accept one connection on this address instead of connecting")
     ap.add_argument("--port", type=int, default=179)
     ap.add_argument("--bind")
     ap.add_argument("--asn", type=int, required=True)
@@ -53,12 +54,21 @@ def main():
     ap.add_argument("--step", action="append", default=[])
     ap.add_argument("--hold", type=float, default=5)
     a = ap.parse_args()
-    fam = socket.AF_INET6 if ":" in a.connect else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    if a.bind:
-        s.bind((a.bind, 0))
-    s.settimeout(10)
-    s.connect((a.connect, a.port))
+    if a.listen:
+        fam = socket.AF_INET6 if ":" in a.listen else socket.AF_INET
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((a.listen, a.port))
+        ls.listen(1)
+        ls.settimeout(30)
+        s, _ = ls.accept()
+    else:
+        fam = socket.AF_INET6 if ":" in a.connect else socket.AF_INET
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        if a.bind:
+            s.bind((a.bind, 0))
+        s.settimeout(10)
+        s.connect((a.connect, a.port))
     s.settimeout(None)
     lock = threading.Lock()
     threading.Thread(target=reader, args=(s, sys.stdout, lock), daemon=True).start()

@@ -7,7 +7,11 @@
 //!   turns a new wanted set into the minimal announcements and withdrawals,
 //!   grouped by attribute set so one UPDATE carries many prefixes.
 //!
-//! Best-path selection across peers (Loc-RIB) builds on these (issue 4).
+//! - [`locrib::LocRib`]: every path per prefix in a prefix trie, with the best
+//!   path and ECMP set chosen by [`best`].
+
+pub mod best;
+pub mod locrib;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

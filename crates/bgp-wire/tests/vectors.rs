@@ -8,11 +8,19 @@ use bgp_wire::update::NextHop;
 use bgp_wire::{Ctx, Family, Message, Update};
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn messages(file: &str) -> Vec<(Vec<u8>, Message)> {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(file)).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/vectors")
+            .join(file),
+    )
+    .unwrap();
     let ctx = Ctx::modern();
     text.lines()
         .filter(|l| !l.is_empty())
@@ -45,11 +53,20 @@ fn gobgp_open_and_updates() {
     assert_eq!(v[1].1, Message::Keepalive);
 
     let u4 = update(&v[2].1);
-    assert_eq!(u4.nlri.iter().map(|n| n.prefix.to_string()).collect::<Vec<_>>(), vec!["198.18.8.0/24"]);
+    assert_eq!(
+        u4.nlri
+            .iter()
+            .map(|n| n.prefix.to_string())
+            .collect::<Vec<_>>(),
+        vec!["198.18.8.0/24"]
+    );
     assert_eq!(u4.attrs.as_path.as_ref().unwrap().to_string(), "65003");
     assert_eq!(u4.attrs.next_hop.unwrap().to_string(), "192.0.2.1");
     assert_eq!(u4.attrs.med, Some(10));
-    assert_eq!(u4.attrs.aggregator, Some((4_200_000_001, "192.0.2.9".parse().unwrap())));
+    assert_eq!(
+        u4.attrs.aggregator,
+        Some((4_200_000_001, "192.0.2.9".parse().unwrap()))
+    );
     assert_eq!(u4.attrs.communities, vec![(65003 << 16) | 8, 0xFFFF_FF01]);
     assert_eq!(u4.attrs.large_communities[0].to_string(), "65003:8:8");
 
@@ -65,21 +82,32 @@ fn bird_open_updates_and_end_of_rib() {
     let v = messages("bird.hex");
     let Message::Open(o) = &v[0].1 else { panic!() };
     assert_eq!(o.asn(), 65002);
-    assert!(o.capabilities.iter().any(|c| matches!(c, Capability::GracefulRestart { .. })));
-    assert!(o.capabilities.iter().any(|c| matches!(c, Capability::EnhancedRouteRefresh)));
+    assert!(o
+        .capabilities
+        .iter()
+        .any(|c| matches!(c, Capability::GracefulRestart { .. })));
+    assert!(o
+        .capabilities
+        .iter()
+        .any(|c| matches!(c, Capability::EnhancedRouteRefresh)));
 
     let u4 = update(&v[2].1);
     assert_eq!(u4.nlri[0].prefix.to_string(), "198.18.5.0/24");
     // BIRD prepended a 4-octet AS: it travels as such on a 4-octet session.
-    assert_eq!(u4.attrs.as_path.as_ref().unwrap().to_string(), "65002 4200000002");
+    assert_eq!(
+        u4.attrs.as_path.as_ref().unwrap().to_string(),
+        "65002 4200000002"
+    );
     assert_eq!(u4.attrs.communities, vec![(65002 << 16) | 5]);
     assert_eq!(u4.attrs.large_communities[0].to_string(), "65002:5:5");
 
-    let eor: Vec<Family> = v.iter().filter_map(|(_, m)| match m {
-        Message::Update(u) => u.is_end_of_rib(),
-        _ => None,
-    })
-    .collect();
+    let eor: Vec<Family> = v
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Update(u) => u.is_end_of_rib(),
+            _ => None,
+        })
+        .collect();
     assert_eq!(eor, vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
 
     let u6 = v.iter().map(|(_, m)| m).find_map(|m| match m {
@@ -89,7 +117,10 @@ fn bird_open_updates_and_end_of_rib() {
     let mp = u6.unwrap().mp_reach.as_ref().unwrap();
     assert_eq!(mp.nlri[0].prefix.to_string(), "2001:db8:5::/48");
     match mp.next_hop {
-        NextHop::V6 { global, link_local: Some(ll) } => {
+        NextHop::V6 {
+            global,
+            link_local: Some(ll),
+        } => {
             assert_eq!(global.to_string(), "2001:db8::1");
             assert!(ll.is_unicast_link_local());
         }
@@ -100,8 +131,12 @@ fn bird_open_updates_and_end_of_rib() {
 #[test]
 fn keepalive_and_end_of_rib_reencode_byte_for_byte() {
     let ctx = Ctx::modern();
-    for (raw, m) in messages("bird.hex").into_iter().chain(messages("gobgp.hex")) {
-        let exact = matches!(&m, Message::Keepalive) || matches!(&m, Message::Update(u) if u.is_end_of_rib().is_some());
+    for (raw, m) in messages("bird.hex")
+        .into_iter()
+        .chain(messages("gobgp.hex"))
+    {
+        let exact = matches!(&m, Message::Keepalive)
+            || matches!(&m, Message::Update(u) if u.is_end_of_rib().is_some());
         if exact {
             assert_eq!(m.to_bytes(&ctx).to_vec(), raw);
         }

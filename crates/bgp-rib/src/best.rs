@@ -1,0 +1,242 @@
+//! Best-path selection (RFC 4271 §9.1.2.2 and the usual extensions), one
+//! function per step so that each tie-break can be tested on its own.
+//!
+//! Order: next hop reachable → weight → LOCAL_PREF → locally originated →
+//! AS_PATH length → ORIGIN → MED (same neighbour AS, or always-compare) →
+//! eBGP over iBGP → IGP cost to the next hop → oldest eBGP path →
+//! router id (ORIGINATOR_ID when reflected) → CLUSTER_LIST length → peer address.
+
+use std::cmp::Ordering;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use bgp_wire::update::NextHop;
+use bgp_wire::{Origin, PathAttrs};
+
+/// What the RIB knows of the peer a path came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerInfo {
+    pub key: Arc<str>,
+    pub addr: IpAddr,
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    pub ibgp: bool,
+    /// A route reflector client of ours (RFC 4456).
+    pub rr_client: bool,
+}
+
+/// Where a path came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Originated by this speaker (pod CIDRs, services, configured prefixes).
+    Local,
+    Peer(Arc<PeerInfo>),
+}
+
+impl Source {
+    pub fn key(&self) -> &str {
+        match self {
+            Source::Local => "local",
+            Source::Peer(p) => &p.key,
+        }
+    }
+    pub fn peer(&self) -> Option<&PeerInfo> {
+        match self {
+            Source::Local => None,
+            Source::Peer(p) => Some(p),
+        }
+    }
+}
+
+/// One path to a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub source: Source,
+    pub path_id: u32,
+    pub attrs: Arc<PathAttrs>,
+    pub next_hop: NextHop,
+    /// Local weight (not a BGP attribute), higher wins.
+    pub weight: u32,
+    /// IGP cost to the next hop; `None` = unresolvable, the path is not eligible.
+    pub igp_cost: Option<u32>,
+    /// Arrival order: lower is older.
+    pub seq: u64,
+}
+
+impl Path {
+    pub fn is_local(&self) -> bool {
+        matches!(self.source, Source::Local)
+    }
+    pub fn is_ebgp(&self) -> bool {
+        self.source.peer().is_some_and(|p| !p.ibgp)
+    }
+    pub fn eligible(&self) -> bool {
+        self.is_local() || self.igp_cost.is_some()
+    }
+    pub fn local_pref(&self) -> u32 {
+        self.attrs.local_pref.unwrap_or(100)
+    }
+    pub fn as_path_len(&self) -> usize {
+        self.attrs.as_path.as_ref().map(|p| p.len()).unwrap_or(0)
+    }
+    pub fn origin(&self) -> Origin {
+        self.attrs.origin.unwrap_or(Origin::Incomplete)
+    }
+    pub fn med(&self) -> u32 {
+        self.attrs.med.unwrap_or(0)
+    }
+    /// The AS a path was learned from, for MED comparison.
+    pub fn neighbour_as(&self) -> Option<u32> {
+        self.attrs.as_path.as_ref().and_then(|p| p.first())
+    }
+    /// Router id for the tie-break: ORIGINATOR_ID when reflected (RFC 4456 §9).
+    pub fn router_id(&self) -> u32 {
+        match (&self.attrs.originator_id, &self.source) {
+            (Some(o), _) => u32::from(*o),
+            (None, Source::Peer(p)) => u32::from(p.router_id),
+            (None, Source::Local) => 0,
+        }
+    }
+}
+
+/// Selection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BestCfg {
+    /// Compare MED across different neighbour ASes.
+    pub always_compare_med: bool,
+    /// Equal-cost paths installed and used, eBGP and iBGP (1 = no ECMP).
+    pub max_paths_ebgp: usize,
+    pub max_paths_ibgp: usize,
+}
+
+impl Default for BestCfg {
+    fn default() -> Self {
+        BestCfg {
+            always_compare_med: false,
+            max_paths_ebgp: 8,
+            max_paths_ibgp: 8,
+        }
+    }
+}
+
+/// The step that decided between two paths, for `show rib` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Reachability,
+    Weight,
+    LocalPref,
+    LocallyOriginated,
+    AsPathLength,
+    Origin,
+    Med,
+    EbgpOverIbgp,
+    IgpCost,
+    OldestEbgp,
+    RouterId,
+    ClusterListLength,
+    PeerAddress,
+    Equal,
+}
+
+/// Compare two paths: `Less` means `a` is better. Returns the deciding step.
+pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
+    use Ordering::*;
+    let steps: [(Step, Ordering); 9] = [
+        (Step::Reachability, b.eligible().cmp(&a.eligible())),
+        (Step::Weight, b.weight.cmp(&a.weight)),
+        (Step::LocalPref, b.local_pref().cmp(&a.local_pref())),
+        (Step::LocallyOriginated, b.is_local().cmp(&a.is_local())),
+        (Step::AsPathLength, a.as_path_len().cmp(&b.as_path_len())),
+        (Step::Origin, a.origin().cmp(&b.origin())),
+        (
+            Step::Med,
+            if cfg.always_compare_med || a.neighbour_as() == b.neighbour_as() {
+                a.med().cmp(&b.med())
+            } else {
+                Equal
+            },
+        ),
+        (Step::EbgpOverIbgp, b.is_ebgp().cmp(&a.is_ebgp())),
+        (
+            Step::IgpCost,
+            a.igp_cost
+                .unwrap_or(u32::MAX)
+                .cmp(&b.igp_cost.unwrap_or(u32::MAX)),
+        ),
+    ];
+    for (step, o) in steps {
+        if o != Equal {
+            return (o, step);
+        }
+    }
+    if a.is_ebgp() && b.is_ebgp() && a.seq != b.seq {
+        return (a.seq.cmp(&b.seq), Step::OldestEbgp);
+    }
+    let tail: [(Step, Ordering); 3] = [
+        (Step::RouterId, a.router_id().cmp(&b.router_id())),
+        (
+            Step::ClusterListLength,
+            a.attrs.cluster_list.len().cmp(&b.attrs.cluster_list.len()),
+        ),
+        (
+            Step::PeerAddress,
+            a.source
+                .peer()
+                .map(|p| p.addr)
+                .cmp(&b.source.peer().map(|p| p.addr)),
+        ),
+    ];
+    for (step, o) in tail {
+        if o != Equal {
+            return (o, step);
+        }
+    }
+    (Equal, Step::Equal)
+}
+
+/// Can `b` share forwarding with the best path `a` (ECMP)? Equal through the
+/// IGP cost step, same session type (AS paths of equal length; relaxed, as
+/// FRR's `as-path multipath-relax`).
+pub fn multipath_equal(a: &Path, b: &Path) -> bool {
+    b.eligible()
+        && !a.is_local()
+        && !b.is_local()
+        && a.weight == b.weight
+        && a.local_pref() == b.local_pref()
+        && a.as_path_len() == b.as_path_len()
+        && a.origin() == b.origin()
+        && a.med() == b.med()
+        && a.is_ebgp() == b.is_ebgp()
+        && a.igp_cost == b.igp_cost
+}
+
+/// Order `paths` best first and return the indices of the multipath set:
+/// the best path first, then equal paths with other next hops (empty when no
+/// path is eligible).
+pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Vec<usize> {
+    paths.sort_by(|a, b| compare(a, b, cfg).0);
+    let Some(best) = paths.first() else {
+        return vec![];
+    };
+    if !best.eligible() {
+        return vec![];
+    }
+    let max = if best.is_ebgp() {
+        cfg.max_paths_ebgp
+    } else {
+        cfg.max_paths_ibgp
+    }
+    .max(1);
+    let mut set = vec![0];
+    let mut hops = vec![best.next_hop.addr()];
+    for (i, p) in paths.iter().enumerate().skip(1) {
+        if set.len() >= max || !multipath_equal(best, p) {
+            break;
+        }
+        if !hops.contains(&p.next_hop.addr()) {
+            hops.push(p.next_hop.addr());
+            set.push(i);
+        }
+    }
+    set
+}

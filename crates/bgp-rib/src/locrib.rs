@@ -1,0 +1,173 @@
+//! The Loc-RIB: every path to every prefix, in a prefix trie per family, with
+//! the best path and the multipath set kept current.
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+
+use crate::best::{select, BestCfg, Path};
+
+/// All paths to one prefix; `paths[selected[0]]` is the best path.
+#[derive(Debug, Clone, Default)]
+pub struct Dest {
+    pub paths: Vec<Path>,
+    pub selected: Vec<usize>,
+}
+
+impl Dest {
+    pub fn best(&self) -> Option<&Path> {
+        self.selected.first().map(|i| &self.paths[*i])
+    }
+    pub fn multipath(&self) -> impl Iterator<Item = &Path> {
+        self.selected.iter().map(|i| &self.paths[*i])
+    }
+}
+
+/// What a change did to a prefix's selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// Best path and multipath set unchanged.
+    No,
+    /// The selection changed (or the prefix has no usable path any more).
+    Yes,
+}
+
+#[derive(Default)]
+pub struct LocRib {
+    v4: PrefixMap<Ipv4Net, Dest>,
+    v6: PrefixMap<Ipv6Net, Dest>,
+    pub cfg: BestCfg,
+    seq: u64,
+}
+
+fn selection(d: &Dest) -> Vec<(String, u32, IpAddr)> {
+    d.multipath()
+        .map(|p| (p.source.key().to_string(), p.path_id, p.next_hop.addr()))
+        .collect()
+}
+
+impl LocRib {
+    pub fn new(cfg: BestCfg) -> Self {
+        LocRib {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    fn dest_mut(&mut self, prefix: &IpNet) -> Option<&mut Dest> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get_mut(p),
+            IpNet::V6(p) => self.v6.get_mut(p),
+        }
+    }
+
+    pub fn get(&self, prefix: &IpNet) -> Option<&Dest> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }
+    }
+
+    fn reselect(cfg: &BestCfg, d: &mut Dest, before: Vec<(String, u32, IpAddr)>) -> Changed {
+        d.selected = select(&mut d.paths, cfg);
+        if selection(d) == before {
+            Changed::No
+        } else {
+            Changed::Yes
+        }
+    }
+
+    /// Add or replace the path from (source, path id).
+    pub fn upsert(&mut self, prefix: IpNet, mut path: Path) -> Changed {
+        self.seq += 1;
+        let cfg = self.cfg;
+        let seq = self.seq;
+        let d = match prefix {
+            IpNet::V4(p) => self.v4.entry(p).or_default(),
+            IpNet::V6(p) => self.v6.entry(p).or_default(),
+        };
+        let before = selection(d);
+        match d
+            .paths
+            .iter_mut()
+            .find(|x| x.source.key() == path.source.key() && x.path_id == path.path_id)
+        {
+            Some(x) => {
+                // An implicit withdraw keeps its age only if nothing changed.
+                path.seq = if x.attrs == path.attrs && x.next_hop == path.next_hop {
+                    x.seq
+                } else {
+                    seq
+                };
+                *x = path;
+            }
+            None => {
+                path.seq = seq;
+                d.paths.push(path);
+            }
+        }
+        Self::reselect(&cfg, d, before)
+    }
+
+    /// Remove the path from (source key, path id).
+    pub fn remove(&mut self, prefix: &IpNet, source: &str, path_id: u32) -> Changed {
+        let cfg = self.cfg;
+        let Some(d) = self.dest_mut(prefix) else {
+            return Changed::No;
+        };
+        let before = selection(d);
+        let n = d.paths.len();
+        d.paths
+            .retain(|p| !(p.source.key() == source && p.path_id == path_id));
+        if d.paths.len() == n {
+            return Changed::No;
+        }
+        let c = Self::reselect(&cfg, d, before);
+        if d.paths.is_empty() {
+            match prefix {
+                IpNet::V4(p) => {
+                    self.v4.remove(p);
+                }
+                IpNet::V6(p) => {
+                    self.v6.remove(p);
+                }
+            }
+        }
+        c
+    }
+
+    /// Re-run selection for one prefix after something outside it changed
+    /// (next hop reachability, configuration).
+    pub fn refresh(&mut self, prefix: &IpNet, mut update: impl FnMut(&mut Path)) -> Changed {
+        let cfg = self.cfg;
+        let Some(d) = self.dest_mut(prefix) else {
+            return Changed::No;
+        };
+        let before = selection(d);
+        d.paths.iter_mut().for_each(&mut update);
+        Self::reselect(&cfg, d, before)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
+        self.v4
+            .iter()
+            .map(|(p, d)| (IpNet::V4(p), d))
+            .chain(self.v6.iter().map(|(p, d)| (IpNet::V6(p), d)))
+    }
+
+    pub fn prefixes(&self) -> Vec<IpNet> {
+        self.iter().map(|(p, _)| p).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

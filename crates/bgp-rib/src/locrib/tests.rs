@@ -1,0 +1,247 @@
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use bgp_wire::update::NextHop;
+use bgp_wire::{AsPath, Origin, PathAttrs};
+
+use super::*;
+use crate::best::{compare, PeerInfo, Source, Step};
+
+fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
+    Source::Peer(Arc::new(PeerInfo {
+        key: key.into(),
+        addr: key.parse().unwrap(),
+        asn,
+        router_id: rid.parse().unwrap(),
+        ibgp,
+        rr_client: false,
+    }))
+}
+
+fn attrs(path: &[u32]) -> PathAttrs {
+    PathAttrs {
+        origin: Some(Origin::Igp),
+        as_path: Some(AsPath::from_sequence(path.to_vec())),
+        ..Default::default()
+    }
+}
+
+fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
+    Path {
+        source: src,
+        path_id: 0,
+        attrs: Arc::new(a),
+        next_hop: NextHop::V4(nh.parse().unwrap()),
+        weight: 0,
+        igp_cost: Some(0),
+        seq: 0,
+    }
+}
+
+fn ebgp(key: &str, asn: u32) -> Path {
+    path(peer(key, asn, key, false), attrs(&[asn]), key)
+}
+
+/// Each row: a base path and a variant that must lose at exactly one step.
+#[test]
+fn every_tie_break_step_in_order() {
+    let cfg = BestCfg::default();
+    let base = || ebgp("192.0.2.1", 65001);
+    let mut cases: Vec<(Step, Path, Path)> = Vec::new();
+
+    let mut unreach = ebgp("192.0.2.2", 65001);
+    unreach.igp_cost = None;
+    unreach.weight = 100; // reachability comes before everything
+    cases.push((Step::Reachability, base(), unreach));
+
+    let mut w = base();
+    w.weight = 10;
+    cases.push((Step::Weight, w, ebgp("192.0.2.2", 65001)));
+
+    let mut lp = base();
+    lp.attrs = Arc::new(PathAttrs {
+        local_pref: Some(200),
+        ..attrs(&[65001, 65009])
+    });
+    cases.push((Step::LocalPref, lp, ebgp("192.0.2.2", 65001)));
+
+    let local = path(Source::Local, attrs(&[]), "192.0.2.9");
+    let mut remote = ebgp("192.0.2.2", 65001);
+    remote.attrs = Arc::new(attrs(&[]));
+    cases.push((Step::LocallyOriginated, local, remote));
+
+    cases.push((
+        Step::AsPathLength,
+        base(),
+        path(
+            peer("192.0.2.2", 65002, "192.0.2.2", false),
+            attrs(&[65002, 65003]),
+            "192.0.2.2",
+        ),
+    ));
+
+    let mut egp = ebgp("192.0.2.2", 65001);
+    egp.attrs = Arc::new(PathAttrs {
+        origin: Some(Origin::Egp),
+        ..attrs(&[65001])
+    });
+    cases.push((Step::Origin, base(), egp));
+
+    let mut med = ebgp("192.0.2.2", 65001);
+    med.attrs = Arc::new(PathAttrs {
+        med: Some(50),
+        ..attrs(&[65001])
+    });
+    cases.push((Step::Med, base(), med));
+
+    let ibgp = path(
+        peer("192.0.2.2", 65000, "192.0.2.2", true),
+        attrs(&[65001]),
+        "192.0.2.2",
+    );
+    cases.push((Step::EbgpOverIbgp, base(), ibgp));
+
+    let mut far = ebgp("192.0.2.2", 65001);
+    far.igp_cost = Some(20);
+    cases.push((Step::IgpCost, base(), far));
+
+    let mut newer = ebgp("192.0.2.2", 65001);
+    newer.seq = 5;
+    cases.push((Step::OldestEbgp, base(), newer));
+
+    let i1 = path(
+        peer("192.0.2.1", 65000, "192.0.2.1", true),
+        attrs(&[]),
+        "192.0.2.1",
+    );
+    let i2 = path(
+        peer("192.0.2.2", 65000, "192.0.2.2", true),
+        attrs(&[]),
+        "192.0.2.2",
+    );
+    cases.push((Step::RouterId, i1.clone(), i2.clone()));
+
+    let mut c1 = i1.clone();
+    c1.attrs = Arc::new(PathAttrs {
+        originator_id: Some("198.18.0.1".parse().unwrap()),
+        cluster_list: vec!["198.18.9.9".parse().unwrap()],
+        ..attrs(&[])
+    });
+    let mut c2 = i2.clone();
+    c2.attrs = Arc::new(PathAttrs {
+        originator_id: Some("198.18.0.1".parse().unwrap()),
+        cluster_list: vec!["198.18.9.9".parse().unwrap(), "198.18.9.8".parse().unwrap()],
+        ..attrs(&[])
+    });
+    cases.push((Step::ClusterListLength, c1, c2));
+
+    let p1 = path(
+        peer("192.0.2.1", 65000, "198.18.0.1", true),
+        attrs(&[]),
+        "192.0.2.1",
+    );
+    let p2 = path(
+        peer("192.0.2.2", 65000, "198.18.0.1", true),
+        attrs(&[]),
+        "192.0.2.2",
+    );
+    cases.push((Step::PeerAddress, p1, p2));
+
+    for (step, winner, loser) in cases {
+        assert_eq!(
+            compare(&winner, &loser, &cfg),
+            (Ordering::Less, step),
+            "{step:?}"
+        );
+        assert_eq!(
+            compare(&loser, &winner, &cfg),
+            (Ordering::Greater, step),
+            "{step:?} reversed"
+        );
+    }
+}
+
+#[test]
+fn med_only_compared_within_one_neighbour_as_unless_always() {
+    let mut a = ebgp("192.0.2.1", 65001);
+    a.attrs = Arc::new(PathAttrs {
+        med: Some(100),
+        ..attrs(&[65001])
+    });
+    let mut b = ebgp("192.0.2.2", 65002);
+    b.attrs = Arc::new(PathAttrs {
+        med: Some(5),
+        ..attrs(&[65002])
+    });
+    b.seq = 1;
+    // Different neighbour AS: MED ignored, the older path wins.
+    assert_eq!(compare(&a, &b, &BestCfg::default()).1, Step::OldestEbgp);
+    let always = BestCfg {
+        always_compare_med: true,
+        ..Default::default()
+    };
+    assert_eq!(compare(&a, &b, &always), (Ordering::Greater, Step::Med));
+}
+
+#[test]
+fn locrib_multipath_withdraw_and_changes() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "10.244.1.0/24".parse().unwrap();
+    assert_eq!(rib.upsert(p, ebgp("192.0.2.1", 65001)), Changed::Yes);
+    // A second equal eBGP path (another AS, same length): ECMP.
+    assert_eq!(rib.upsert(p, ebgp("192.0.2.2", 65002)), Changed::Yes);
+    let d = rib.get(&p).unwrap();
+    assert_eq!(d.multipath().count(), 2);
+    // A worse path does not change the selection.
+    let worse = path(
+        peer("192.0.2.3", 65003, "192.0.2.3", false),
+        attrs(&[65003, 65004]),
+        "192.0.2.3",
+    );
+    assert_eq!(rib.upsert(p, worse), Changed::No);
+    assert_eq!(rib.get(&p).unwrap().paths.len(), 3);
+    // Same attributes again: no change, age kept.
+    assert_eq!(rib.upsert(p, ebgp("192.0.2.1", 65001)), Changed::No);
+    assert_eq!(rib.remove(&p, "192.0.2.1", 0), Changed::Yes);
+    assert_eq!(rib.get(&p).unwrap().multipath().count(), 1);
+    assert_eq!(rib.remove(&p, "192.0.2.9", 0), Changed::No);
+    rib.remove(&p, "192.0.2.2", 0);
+    rib.remove(&p, "192.0.2.3", 0);
+    assert!(rib.get(&p).is_none());
+    assert!(rib.is_empty());
+}
+
+#[test]
+fn ecmp_limited_by_max_paths_and_needs_distinct_next_hops() {
+    let mut rib = LocRib::new(BestCfg {
+        max_paths_ebgp: 2,
+        ..Default::default()
+    });
+    let p: IpNet = "198.18.0.0/24".parse().unwrap();
+    for i in 1..=4 {
+        rib.upsert(p, ebgp(&format!("192.0.2.{i}"), 65000 + i));
+    }
+    assert_eq!(rib.get(&p).unwrap().multipath().count(), 2);
+    let mut one = LocRib::new(BestCfg {
+        max_paths_ebgp: 1,
+        ..Default::default()
+    });
+    one.upsert(p, ebgp("192.0.2.1", 65001));
+    one.upsert(p, ebgp("192.0.2.2", 65002));
+    assert_eq!(one.get(&p).unwrap().multipath().count(), 1);
+}
+
+#[test]
+fn unreachable_next_hop_makes_prefix_unusable_until_resolved() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "198.18.0.0/24".parse().unwrap();
+    let mut x = ebgp("192.0.2.1", 65001);
+    x.igp_cost = None;
+    rib.upsert(p, x);
+    assert!(rib.get(&p).unwrap().best().is_none());
+    assert_eq!(
+        rib.refresh(&p, |path| path.igp_cost = Some(1)),
+        Changed::Yes
+    );
+    assert!(rib.get(&p).unwrap().best().is_some());
+}

@@ -108,6 +108,8 @@ pub fn route_to_pb(r: &RibEntry) -> pb::Route {
             .map(|(asn, id)| format!("{asn} {id}"))
             .unwrap_or_default(),
         since: r.since,
+        best: r.best,
+        multipath: r.multipath,
     }
 }
 

@@ -201,6 +201,50 @@ impl AdjRibOut {
         }
     }
 
+    /// Apply changes for some prefixes only (`None` = the peer should not have
+    /// it), returning what must be sent.
+    pub fn update(
+        &mut self,
+        changes: impl IntoIterator<Item = (IpNet, Option<OutRoute>)>,
+    ) -> OutDiff {
+        let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
+        let mut order = Vec::new();
+        let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
+        for (p, want) in changes {
+            match want {
+                Some(r) => {
+                    if self.routes.get(&p) == Some(&r) {
+                        continue;
+                    }
+                    let fam = Nlri::new(p).family();
+                    let k = (Arc::as_ptr(&r.attrs), r.next_hop, fam);
+                    groups
+                        .entry(k)
+                        .or_insert_with(|| {
+                            order.push(k);
+                            (r.attrs.clone(), Vec::new())
+                        })
+                        .1
+                        .push(Nlri::new(p));
+                    self.routes.insert(p, r);
+                }
+                None => {
+                    if self.routes.remove(&p).is_some() {
+                        let n = Nlri::new(p);
+                        withdraw.entry(n.family()).or_default().push(n);
+                    }
+                }
+            }
+        }
+        OutDiff {
+            announce: order
+                .into_iter()
+                .filter_map(|k| groups.remove(&k).map(|(a, v)| (a, k.1, k.2, v)))
+                .collect(),
+            withdraw: withdraw.into_iter().collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }

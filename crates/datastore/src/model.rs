@@ -29,6 +29,13 @@ pub struct GlobalCfg {
     pub hold_time: u16,
     pub log_severity: String,
     pub node_addresses: Vec<IpAddr>,
+    /// Route reflector cluster id: this node reflects routes (RFC 4456).
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Install best paths in the kernel.
+    pub program_kernel_routes: bool,
+    pub kernel_route_table: u32,
+    pub max_paths: u32,
+    pub always_compare_med: bool,
 }
 
 /// How a peer is reached.
@@ -85,6 +92,8 @@ pub struct PeerCfg {
     pub password: Option<String>,
     pub keep_original_next_hop: bool,
     pub max_restart_time: Option<u32>,
+    /// A route reflector client of this node (only when this node has a cluster id).
+    pub rr_client: bool,
 }
 
 impl PeerCfg {
@@ -102,6 +111,8 @@ pub struct Origination {
     pub large_communities: Vec<LargeCommunity>,
     /// Why: `pod CIDR`, `service cluster IPs`, ...
     pub reason: String,
+    /// Install a blackhole route for it (this node's pod blocks, as Calico does).
+    pub blackhole: bool,
 }
 
 /// Everything this node should run.
@@ -190,6 +201,28 @@ fn b64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The node's BGP settings: Calico's v3 Node of the same name, else the v1 Node's `spec.bgp`.
+fn node_bgp<'a>(state: &'a ClusterState, n: &'a Node) -> Option<&'a crate::resources::NodeBgp> {
+    state
+        .calico_nodes
+        .get(&n.metadata.name)
+        .and_then(|c| c.spec.bgp.as_ref())
+        .or(n.spec.bgp.as_ref())
+}
+
+fn cluster_id(state: &ClusterState, n: &Node) -> Result<Option<Ipv4Addr>, ConfigError> {
+    match node_bgp(state, n).and_then(|b| b.route_reflector_cluster_id.as_deref()) {
+        None | Some("") => Ok(None),
+        Some(c) => c.parse().map(Some).map_err(|_| {
+            invalid(
+                "Node",
+                &n.metadata.name,
+                format!("routeReflectorClusterID {c:?} is not an IPv4 address"),
+            )
+        }),
+    }
 }
 
 fn node_asn(n: &Node, global: u32) -> u32 {
@@ -345,7 +378,13 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
     if let Some(t) = &gspec.node_mesh_max_restart_time {
         parse_duration(t).map_err(cfg_err)?;
     }
+    let my_cluster = cluster_id(state, node)?;
     let global = GlobalCfg {
+        cluster_id: my_cluster,
+        program_kernel_routes: gspec.program_kernel_routes.unwrap_or(true),
+        kernel_route_table: gspec.kernel_route_table.unwrap_or(254),
+        max_paths: gspec.max_paths.unwrap_or(8).max(1),
+        always_compare_med: gspec.always_compare_med.unwrap_or(false),
         node: node_name.to_string(),
         asn,
         router_id,
@@ -376,6 +415,7 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         password: None,
         keep_original_next_hop: false,
         max_restart_time: None,
+        rr_client: false,
     };
     if gspec.node_to_node_mesh_enabled.unwrap_or(true) {
         let password = match &gspec.node_mesh_password {
@@ -420,6 +460,28 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         }
     }
     peers.retain(|_, p| !matches!(p.target, PeerTarget::Addr(a) if addrs.contains(&a)));
+    // Calico's route reflector model: with a cluster id, iBGP peers are clients
+    // unless they are nodes with the same cluster id.
+    if let Some(mine) = my_cluster {
+        for p in peers.values_mut() {
+            let ibgp = match p.remote_as {
+                RemoteAs::Number(n) => n == asn,
+                RemoteAs::Internal => true,
+                RemoteAs::External => false,
+            };
+            let theirs = match p.target {
+                PeerTarget::Addr(a) => state
+                    .nodes
+                    .values()
+                    .find(|n| node_addresses(n).contains(&a))
+                    .map(|n| cluster_id(state, n))
+                    .transpose()?
+                    .flatten(),
+                PeerTarget::Interface(_) => None,
+            };
+            p.rr_client = ibgp && theirs != Some(mine);
+        }
+    }
 
     // ---- originated prefixes ----
     let named: BTreeMap<&str, &str> = gspec
@@ -461,6 +523,7 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
             communities: vec![],
             large_communities: vec![],
             reason: reason.to_string(),
+            blackhole: reason == "pod CIDR",
         };
         for (cidr, vals) in &rules {
             if cidr.contains(&prefix) {
@@ -595,6 +658,7 @@ fn peers_of(
         password: password.clone(),
         keep_original_next_hop: s.keep_original_next_hop.unwrap_or(false),
         max_restart_time,
+        rr_client: false,
     };
     let mut out = Vec::new();
     let targets = [

@@ -196,12 +196,31 @@ pub struct BgpConfigurationSpec {
     #[serde(default)]
     pub hold_time: Option<String>,
     /// Router id for every node, overriding the node's InternalIP.
-    #[serde(default)]
+    #[serde(default, rename = "routerID")]
     pub router_id: Option<String>,
+    /// Install best paths into the kernel (default true; false when the CNI programs routes).
+    #[serde(default)]
+    pub program_kernel_routes: Option<bool>,
+    /// Kernel table for BGP routes (default 254, main).
+    #[serde(default)]
+    pub kernel_route_table: Option<u32>,
+    /// ECMP: how many equal paths to install (default 8; 1 disables ECMP).
+    #[serde(default)]
+    pub max_paths: Option<u32>,
+    /// Compare MED between paths from different neighbour ASes.
+    #[serde(default, rename = "alwaysCompareMED")]
+    pub always_compare_med: Option<bool>,
 }
 
 impl BgpConfigurationSpec {
-    pub const KBGP_ONLY: &'static [&'static str] = &["holdTime", "routerID"];
+    pub const KBGP_ONLY: &'static [&'static str] = &[
+        "holdTime",
+        "routerID",
+        "programKernelRoutes",
+        "kernelRouteTable",
+        "maxPaths",
+        "alwaysCompareMED",
+    ];
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -323,6 +342,8 @@ impl BgpPeerSpec {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {
     pub nodes: BTreeMap<String, Node>,
+    /// Calico's own `projectcalico.org/v3` Node objects (their `spec.bgp`).
+    pub calico_nodes: BTreeMap<String, Node>,
     pub services: BTreeMap<String, Service>,
     pub secrets: BTreeMap<String, Secret>,
     pub bgp_configurations: BTreeMap<String, BgpConfiguration>,
@@ -333,6 +354,7 @@ pub struct ClusterState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
     Node(Node),
+    CalicoNode(Node),
     Service(Service),
     Secret(Secret),
     BgpConfiguration(BgpConfiguration),
@@ -357,6 +379,7 @@ impl ClusterState {
     pub fn insert(&mut self, r: Resource) -> Result<(), String> {
         let (map_name, k) = match &r {
             Resource::Node(n) => ("Node", key(&n.metadata)),
+            Resource::CalicoNode(n) => ("projectcalico.org/v3 Node", key(&n.metadata)),
             Resource::Service(s) => ("Service", key(&s.metadata)),
             Resource::Secret(s) => ("Secret", key(&s.metadata)),
             Resource::BgpConfiguration(c) => ("BGPConfiguration", key(&c.metadata)),
@@ -364,6 +387,7 @@ impl ClusterState {
         };
         let dup = match r {
             Resource::Node(n) => self.nodes.insert(k.clone(), n).is_some(),
+            Resource::CalicoNode(n) => self.calico_nodes.insert(k.clone(), n).is_some(),
             Resource::Service(s) => self.services.insert(k.clone(), s).is_some(),
             Resource::Secret(s) => self.secrets.insert(k.clone(), s).is_some(),
             Resource::BgpConfiguration(c) => self.bgp_configurations.insert(k.clone(), c).is_some(),
@@ -429,6 +453,9 @@ pub fn parse_value(v: serde_yaml::Value) -> Result<Parsed, String> {
     let r = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Node") => {
             Resource::Node(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
+        }
+        (CALICO_GROUP, "Node") => {
+            Resource::CalicoNode(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
         }
         ("v1", "Service") => {
             Resource::Service(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)

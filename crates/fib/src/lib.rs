@@ -82,16 +82,28 @@ impl Backend for Memory {
                     m.insert(r.prefix, r.action);
                     Ok(())
                 }
-                Op::Delete(p) => m.remove(&p).map(|_| ()).ok_or_else(|| format!("{p}: no such route")),
+                Op::Delete(p) => m
+                    .remove(&p)
+                    .map(|_| ())
+                    .ok_or_else(|| format!("{p}: no such route")),
             })
             .collect()
     }
     async fn ours(&mut self) -> Result<Vec<Route>, String> {
         let m = self.installed.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(m.iter().map(|(p, a)| Route { prefix: *p, action: a.clone() }).collect())
+        Ok(m.iter()
+            .map(|(p, a)| Route {
+                prefix: *p,
+                action: a.clone(),
+            })
+            .collect())
     }
     async fn table(&mut self) -> Result<Vec<KernelRoute>, String> {
-        Ok(self.kernel.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        Ok(self
+            .kernel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
     }
 }
 
@@ -139,15 +151,27 @@ impl Resolver {
             IpAddr::V6(a) => {
                 if a.is_unicast_link_local() {
                     // On-link by definition; the interface is the session's.
-                    return Some(Resolved { cost: 0, via: addr, ifindex: None });
+                    return Some(Resolved {
+                        cost: 0,
+                        via: addr,
+                        ifindex: None,
+                    });
                 }
                 self.v6.get_lpm(&Ipv6Net::from(a)).map(|(_, k)| k)
             }
         }?;
         match k.gateway {
-            Some(gw) => Some(Resolved { cost: k.metric.max(1), via: gw, ifindex: k.ifindex }),
+            Some(gw) => Some(Resolved {
+                cost: k.metric.max(1),
+                via: gw,
+                ifindex: k.ifindex,
+            }),
             None if k.prefix.prefix_len() == 0 => None,
-            None => Some(Resolved { cost: 0, via: addr, ifindex: k.ifindex }),
+            None => Some(Resolved {
+                cost: 0,
+                via: addr,
+                ifindex: k.ifindex,
+            }),
         }
     }
 }
@@ -157,7 +181,13 @@ mod tests {
     use super::*;
 
     fn kr(p: &str, gw: Option<&str>, metric: u32, proto: u8) -> KernelRoute {
-        KernelRoute { prefix: p.parse().unwrap(), gateway: gw.map(|g| g.parse().unwrap()), ifindex: Some(2), metric, protocol: proto }
+        KernelRoute {
+            prefix: p.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            ifindex: Some(2),
+            metric,
+            protocol: proto,
+        }
     }
 
     #[test]
@@ -175,7 +205,10 @@ mod tests {
         assert_eq!((c.cost, c.via), (0, "192.0.2.5".parse().unwrap()));
         let g = r.resolve("198.18.3.3".parse().unwrap()).unwrap();
         assert_eq!((g.cost, g.via), (20, "192.0.2.254".parse().unwrap()));
-        assert!(r.resolve("203.0.113.9".parse().unwrap()).is_none(), "BGP routes do not resolve next hops");
+        assert!(
+            r.resolve("203.0.113.9".parse().unwrap()).is_none(),
+            "BGP routes do not resolve next hops"
+        );
         assert!(r.resolve("2001:db8::9".parse().unwrap()).is_some());
         assert!(r.resolve("fe80::1".parse().unwrap()).is_some());
         assert!(r.resolve("10.0.0.1".parse().unwrap()).is_none());
@@ -184,8 +217,19 @@ mod tests {
     #[tokio::test]
     async fn memory_backend() {
         let mut m = Memory::default();
-        let r = Route { prefix: "10.0.0.0/24".parse().unwrap(), action: Action::Blackhole };
-        assert_eq!(m.apply(vec![Op::Replace(r.clone()), Op::Delete("10.9.0.0/24".parse().unwrap())]).await.len(), 2);
+        let r = Route {
+            prefix: "10.0.0.0/24".parse().unwrap(),
+            action: Action::Blackhole,
+        };
+        assert_eq!(
+            m.apply(vec![
+                Op::Replace(r.clone()),
+                Op::Delete("10.9.0.0/24".parse().unwrap())
+            ])
+            .await
+            .len(),
+            2
+        );
         assert_eq!(m.ours().await.unwrap(), vec![r]);
     }
 }

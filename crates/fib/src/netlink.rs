@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType, RouteVia};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType, RouteVia,
+};
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
 use crate::{Action, Backend, Gateway, KernelRoute, Op, Route};
@@ -21,7 +23,11 @@ impl Netlink {
     pub fn new(table: u32, protocol: u8) -> Result<Self, String> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| format!("netlink: {e}"))?;
         tokio::spawn(conn);
-        Ok(Netlink { handle, table, protocol })
+        Ok(Netlink {
+            handle,
+            table,
+            protocol,
+        })
     }
 
     fn message(&self, r: &Route) -> Result<RouteMessage, String> {
@@ -29,7 +35,11 @@ impl Netlink {
         let hops = |gws: &[Gateway], v4: bool| -> Result<Vec<_>, String> {
             gws.iter()
                 .map(|g| {
-                    let b = if v4 { RouteNextHopBuilder::new_ipv4() } else { RouteNextHopBuilder::new_ipv6() };
+                    let b = if v4 {
+                        RouteNextHopBuilder::new_ipv4()
+                    } else {
+                        RouteNextHopBuilder::new_ipv6()
+                    };
                     let mut b = b.via(g.addr).map_err(|e| e.to_string())?;
                     if let Some(i) = g.ifindex {
                         b = b.interface(i);
@@ -40,14 +50,20 @@ impl Netlink {
         };
         let msg = match (r.prefix, &r.action) {
             (IpNet::V4(p), a) => {
-                let b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(p.addr(), p.prefix_len()).table_id(self.table).protocol(proto);
+                let b = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(p.addr(), p.prefix_len())
+                    .table_id(self.table)
+                    .protocol(proto);
                 match a {
                     Action::Blackhole => b.kind(RouteType::BlackHole).build(),
                     Action::Unicast(g) => b.multipath(hops(g, true)?).build(),
                 }
             }
             (IpNet::V6(p), a) => {
-                let b = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(p.addr(), p.prefix_len()).table_id(self.table).protocol(proto);
+                let b = RouteMessageBuilder::<Ipv6Addr>::new()
+                    .destination_prefix(p.addr(), p.prefix_len())
+                    .table_id(self.table)
+                    .protocol(proto);
                 match a {
                     Action::Blackhole => b.kind(RouteType::BlackHole).build(),
                     Action::Unicast(g) => b.multipath(hops(g, false)?).build(),
@@ -60,20 +76,31 @@ impl Netlink {
     fn delete_message(&self, p: IpNet) -> RouteMessage {
         let proto = RouteProtocol::from(self.protocol);
         match p {
-            IpNet::V4(p) => {
-                RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(p.addr(), p.prefix_len()).table_id(self.table).protocol(proto).build()
-            }
-            IpNet::V6(p) => {
-                RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(p.addr(), p.prefix_len()).table_id(self.table).protocol(proto).build()
-            }
+            IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(p.addr(), p.prefix_len())
+                .table_id(self.table)
+                .protocol(proto)
+                .build(),
+            IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(p.addr(), p.prefix_len())
+                .table_id(self.table)
+                .protocol(proto)
+                .build(),
         }
     }
 
     async fn dump(&self) -> Result<Vec<RouteMessage>, String> {
         let mut out = Vec::new();
-        for req in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
+        for req in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
             let mut s = self.handle.route().get(req).execute();
-            while let Some(m) = s.try_next().await.map_err(|e| format!("netlink dump: {e}"))? {
+            while let Some(m) = s
+                .try_next()
+                .await
+                .map_err(|e| format!("netlink dump: {e}"))?
+            {
                 out.push(m);
             }
         }
@@ -90,12 +117,27 @@ fn addr(a: &RouteAddress) -> Option<IpAddr> {
 }
 
 fn table_of(m: &RouteMessage) -> u32 {
-    m.attributes.iter().find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None }).unwrap_or(m.header.table as u32)
+    m.attributes
+        .iter()
+        .find_map(|a| {
+            if let RouteAttribute::Table(t) = a {
+                Some(*t)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(m.header.table as u32)
 }
 
 fn prefix_of(m: &RouteMessage) -> Option<IpNet> {
     let len = m.header.destination_prefix_length;
-    let dst = m.attributes.iter().find_map(|a| if let RouteAttribute::Destination(d) = a { addr(d) } else { None });
+    let dst = m.attributes.iter().find_map(|a| {
+        if let RouteAttribute::Destination(d) = a {
+            addr(d)
+        } else {
+            None
+        }
+    });
     match (m.header.address_family, dst) {
         (_, Some(IpAddr::V4(a))) => Ipv4Net::new(a, len).ok().map(IpNet::V4),
         (_, Some(IpAddr::V6(a))) => Ipv6Net::new(a, len).ok().map(IpNet::V6),
@@ -106,18 +148,35 @@ fn prefix_of(m: &RouteMessage) -> Option<IpNet> {
 }
 
 fn gateways(m: &RouteMessage) -> Vec<Gateway> {
-    let oif = m.attributes.iter().find_map(|a| if let RouteAttribute::Oif(i) = a { Some(*i) } else { None });
+    let oif = m.attributes.iter().find_map(|a| {
+        if let RouteAttribute::Oif(i) = a {
+            Some(*i)
+        } else {
+            None
+        }
+    });
     let mut v = Vec::new();
     for a in &m.attributes {
         match a {
-            RouteAttribute::Gateway(g) => v.extend(addr(g).map(|addr| Gateway { addr, ifindex: oif })),
-            RouteAttribute::Via(RouteVia::Inet6(g)) => v.push(Gateway { addr: IpAddr::V6(*g), ifindex: oif }),
+            RouteAttribute::Gateway(g) => {
+                v.extend(addr(g).map(|addr| Gateway { addr, ifindex: oif }))
+            }
+            RouteAttribute::Via(RouteVia::Inet6(g)) => v.push(Gateway {
+                addr: IpAddr::V6(*g),
+                ifindex: oif,
+            }),
             RouteAttribute::MultiPath(hops) => {
                 for h in hops {
                     for ha in &h.attributes {
                         match ha {
-                            RouteAttribute::Gateway(g) => v.extend(addr(g).map(|addr| Gateway { addr, ifindex: Some(h.interface_index) })),
-                            RouteAttribute::Via(RouteVia::Inet6(g)) => v.push(Gateway { addr: IpAddr::V6(*g), ifindex: Some(h.interface_index) }),
+                            RouteAttribute::Gateway(g) => v.extend(addr(g).map(|addr| Gateway {
+                                addr,
+                                ifindex: Some(h.interface_index),
+                            })),
+                            RouteAttribute::Via(RouteVia::Inet6(g)) => v.push(Gateway {
+                                addr: IpAddr::V6(*g),
+                                ifindex: Some(h.interface_index),
+                            }),
                             _ => {}
                         }
                     }
@@ -135,10 +194,23 @@ impl Backend for Netlink {
         for op in ops {
             let r = match op {
                 Op::Replace(r) => match self.message(&r) {
-                    Ok(m) => self.handle.route().add(m).replace().execute().await.map_err(|e| format!("{}: {e}", r.prefix)),
+                    Ok(m) => self
+                        .handle
+                        .route()
+                        .add(m)
+                        .replace()
+                        .execute()
+                        .await
+                        .map_err(|e| format!("{}: {e}", r.prefix)),
                     Err(e) => Err(e),
                 },
-                Op::Delete(p) => self.handle.route().del(self.delete_message(p)).execute().await.map_err(|e| format!("{p}: {e}")),
+                Op::Delete(p) => self
+                    .handle
+                    .route()
+                    .del(self.delete_message(p))
+                    .execute()
+                    .await
+                    .map_err(|e| format!("{p}: {e}")),
             };
             out.push(r);
         }
@@ -154,7 +226,11 @@ impl Backend for Netlink {
             .filter(|m| m.header.protocol == proto && table_of(m) == self.table)
             .filter_map(|m| {
                 let prefix = prefix_of(&m)?;
-                let action = if m.header.kind == RouteType::BlackHole { Action::Blackhole } else { Action::Unicast(gateways(&m)) };
+                let action = if m.header.kind == RouteType::BlackHole {
+                    Action::Blackhole
+                } else {
+                    Action::Unicast(gateways(&m))
+                };
                 Some(Route { prefix, action })
             })
             .collect())
@@ -169,9 +245,31 @@ impl Backend for Netlink {
             .filter_map(|m| {
                 let prefix = prefix_of(&m)?;
                 let gws = gateways(&m);
-                let metric = m.attributes.iter().find_map(|a| if let RouteAttribute::Priority(p) = a { Some(*p) } else { None }).unwrap_or(0);
-                let ifindex = m.attributes.iter().find_map(|a| if let RouteAttribute::Oif(i) = a { Some(*i) } else { None });
-                Some(KernelRoute { prefix, gateway: gws.first().map(|g| g.addr), ifindex, metric, protocol: u8::from(m.header.protocol) })
+                let metric = m
+                    .attributes
+                    .iter()
+                    .find_map(|a| {
+                        if let RouteAttribute::Priority(p) = a {
+                            Some(*p)
+                        } else {
+                            None
+                        }
+                    })
+                    .unwrap_or(0);
+                let ifindex = m.attributes.iter().find_map(|a| {
+                    if let RouteAttribute::Oif(i) = a {
+                        Some(*i)
+                    } else {
+                        None
+                    }
+                });
+                Some(KernelRoute {
+                    prefix,
+                    gateway: gws.first().map(|g| g.addr),
+                    ifindex,
+                    metric,
+                    protocol: u8::from(m.header.protocol),
+                })
             })
             .collect())
     }

@@ -293,7 +293,15 @@ pub async fn show(o: &ClientOpts, what: Show) -> u8 {
                 .map(|x| {
                     let mut comm = x.communities.clone();
                     comm.extend(x.large_communities.iter().cloned());
+                    let mark = if x.best {
+                        ">"
+                    } else if x.multipath {
+                        "="
+                    } else {
+                        ""
+                    };
                     vec![
+                        mark.to_string(),
                         x.prefix.clone(),
                         x.direction.clone(),
                         x.peer.clone(),

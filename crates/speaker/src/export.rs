@@ -1,14 +1,21 @@
-//! What this node announces to a peer: its originated prefixes with the
-//! attributes RFC 4271 §5 requires for the session type.
+//! What a peer is sent (RFC 4271 §5, §9.1.3; RFC 4456 §6 and §8):
+//!
+//! - locally originated routes go to every peer;
+//! - routes from an eBGP peer go to iBGP peers, never to another eBGP peer
+//!   (no transit between eBGP neighbours unless policy says so);
+//! - routes from an iBGP peer go to eBGP peers; to iBGP peers only when this
+//!   speaker is a route reflector: from a client to everyone, from a
+//!   non-client to clients only, with ORIGINATOR_ID and CLUSTER_LIST set;
+//! - never back to the peer a route came from.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use bgp_fsm::Negotiated;
+use bgp_rib::best::{Path, Source};
 use bgp_rib::{Interner, OutRoute};
 use bgp_wire::update::NextHop;
-use bgp_wire::{AsPath, Family, Nlri, Origin, PathAttrs};
-use datastore::{GlobalCfg, Origination};
+use bgp_wire::{Family, Nlri};
+use datastore::{GlobalCfg, PeerCfg};
 use ipnet::IpNet;
 
 /// Next hop self for `prefix` on a session whose local end is `local`.
@@ -25,10 +32,10 @@ pub fn next_hop_self(
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
-    let v6 = |a: std::net::Ipv6Addr| {
+    let v6 = |a: Ipv6Addr| {
         if a.is_unicast_link_local() {
             NextHop::V6 {
-                global: std::net::Ipv6Addr::UNSPECIFIED,
+                global: Ipv6Addr::UNSPECIFIED,
                 link_local: Some(a),
             }
         } else {
@@ -54,47 +61,78 @@ pub fn next_hop_self(
     }
 }
 
-/// The routes a peer should hold from us.
-pub fn local_routes(
-    originate: &BTreeMap<IpNet, Origination>,
+/// The session a route is being exported on.
+pub struct Target<'a> {
+    pub key: &'a str,
+    pub cfg: &'a PeerCfg,
+    pub neg: &'a Negotiated,
+    pub local: SocketAddr,
+}
+
+/// The route `best` becomes when sent to `to`, or `None` when it must not be sent.
+pub fn export(
+    prefix: &IpNet,
+    best: &Path,
+    to: &Target,
     global: &GlobalCfg,
-    neg: &Negotiated,
-    local: SocketAddr,
     interner: &mut Interner,
-) -> BTreeMap<IpNet, OutRoute> {
-    let ibgp = neg.is_ibgp(global.asn);
-    let mut out = BTreeMap::new();
-    for (prefix, o) in originate {
-        let fam: Family = Nlri::new(*prefix).family();
-        if !neg.families.contains(&fam) {
-            continue;
-        }
-        let Some(nh) = next_hop_self(prefix, local, neg, global) else {
-            continue;
-        };
-        let mut communities = o.communities.clone();
-        communities.sort_unstable();
-        let mut large = o.large_communities.clone();
-        large.sort_unstable();
-        let attrs = PathAttrs {
-            origin: Some(Origin::Igp),
-            as_path: Some(if ibgp {
-                AsPath::default()
-            } else {
-                AsPath::from_sequence(vec![global.asn])
-            }),
-            local_pref: ibgp.then_some(100),
-            communities,
-            large_communities: large,
-            ..Default::default()
-        };
-        out.insert(
-            *prefix,
-            OutRoute {
-                attrs: interner.intern(attrs),
-                next_hop: nh,
-            },
-        );
+) -> Option<OutRoute> {
+    let fam: Family = Nlri::new(*prefix).family();
+    if !to.neg.families.contains(&fam) {
+        return None;
     }
-    out
+    let to_ibgp = to.neg.peer_as == global.asn;
+    let mut a = (*best.attrs).clone();
+    let mut reflected = false;
+    match &best.source {
+        Source::Local => {}
+        Source::Peer(src) => {
+            if &*src.key == to.key {
+                return None;
+            }
+            match (src.ibgp, to_ibgp) {
+                (false, false) => return None,
+                (true, true) => {
+                    let cluster = global.cluster_id?;
+                    if !src.rr_client && !to.cfg.rr_client {
+                        return None;
+                    }
+                    // Never reflect a route back to the router that originated it.
+                    if a.originator_id == Some(to.neg.peer_id) {
+                        return None;
+                    }
+                    if a.originator_id.is_none() {
+                        a.originator_id = Some(src.router_id);
+                    }
+                    a.cluster_list.insert(0, cluster);
+                    reflected = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    let next_hop = if reflected || (to.cfg.keep_original_next_hop && !best.is_local()) {
+        best.next_hop
+    } else {
+        next_hop_self(prefix, to.local, to.neg, global)?
+    };
+    if to_ibgp {
+        a.local_pref = Some(best.local_pref());
+    } else {
+        a.local_pref = None;
+        a.originator_id = None;
+        a.cluster_list.clear();
+        if !best.is_local() {
+            // RFC 4271 §5.1.4: a MED learned from one AS is not passed to another.
+            a.med = None;
+        }
+        a.as_path
+            .get_or_insert_with(Default::default)
+            .prepend(global.asn, 1);
+    }
+    a.next_hop = None;
+    Some(OutRoute {
+        attrs: interner.intern(a),
+        next_hop,
+    })
 }

@@ -14,19 +14,24 @@
 //! Kubernetes watcher, the gRPC API and tests call the same methods.
 
 pub mod export;
+mod kernel;
 mod peer;
+mod routing;
 pub mod status;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::SystemTime;
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use bgp_fsm::{Negotiated, SessionCfg};
+use bgp_rib::best::{BestCfg, PeerInfo};
+use bgp_rib::locrib::LocRib;
 use bgp_rib::{AdjRibIn, AdjRibOut, Interner};
 use bgp_wire::notification::{self, Notification};
-use bgp_wire::update::{pack_announce, pack_withdraw};
-use bgp_wire::{Family, Message, Nlri, PathAttrs, Repair, RouteRefresh, Update};
-use bytes::BytesMut;
+use bgp_wire::{Family, Nlri, PathAttrs};
 use datastore::{Desired, GlobalCfg, Origination, PeerCfg, PeerTarget};
 use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+pub use kernel::KernelChoice;
 use peer::{Peer, PeerCmd, PeerEvent};
 pub use status::{PeerStatus, SharedStatus};
 
@@ -49,6 +55,9 @@ pub struct RibEntry {
     pub attrs: PathAttrs,
     /// Unix seconds.
     pub since: u64,
+    /// For received routes: the Loc-RIB's best path, or part of the ECMP set.
+    pub best: bool,
+    pub multipath: bool,
 }
 
 /// A RIB query.
@@ -113,51 +122,83 @@ impl SpeakerHandle {
     }
 }
 
-struct Session {
-    gen: u64,
-    neg: Negotiated,
-    local: SocketAddr,
+pub(crate) struct Session {
+    pub gen: u64,
+    pub neg: Negotiated,
+    pub local: SocketAddr,
+    pub info: Arc<PeerInfo>,
+    /// Families the peer has sent End-of-RIB for.
+    pub eor: BTreeSet<Family>,
 }
 
-struct PeerEntry {
-    cfg: PeerCfg,
-    cmd: mpsc::Sender<PeerCmd>,
-    status: SharedStatus,
-    task: JoinHandle<()>,
-    session: Option<Session>,
-    rib_in: AdjRibIn,
-    rib_out: AdjRibOut,
+pub(crate) struct PeerEntry {
+    pub cfg: PeerCfg,
+    pub cmd: mpsc::Sender<PeerCmd>,
+    pub status: SharedStatus,
+    pub task: JoinHandle<()>,
+    pub session: Option<Session>,
+    pub rib_in: AdjRibIn,
+    pub rib_out: AdjRibOut,
 }
 
-struct Main {
-    global: Option<GlobalCfg>,
-    originate: BTreeMap<IpNet, Origination>,
-    peers: BTreeMap<String, PeerEntry>,
-    interner: Interner,
+pub(crate) struct Main {
+    pub global: Option<GlobalCfg>,
+    pub originate: BTreeMap<IpNet, Origination>,
+    pub peers: BTreeMap<String, PeerEntry>,
+    pub interner: Interner,
+    pub loc: LocRib,
     listener: Option<(SocketAddr, JoinHandle<()>)>,
     events_tx: mpsc::UnboundedSender<PeerEvent>,
     incoming_tx: mpsc::UnboundedSender<(TcpStream, SocketAddr)>,
+    // ---- kernel ----
+    kernel_choice: Option<KernelChoice>,
+    pub kernel: Option<(u32, kernel::KernelTx)>,
+    kernel_events_tx: mpsc::UnboundedSender<kernel::KernelEvent>,
+    pub resolver: Option<fib::Resolver>,
+    /// What kbgp has put in the kernel.
+    pub installed: BTreeMap<IpNet, fib::Action>,
+    /// kbgp routes found at start-up, swept once sessions have converged.
+    pub stale: BTreeSet<IpNet>,
+    pub sweep_at: Option<tokio::time::Instant>,
 }
 
-/// Start a speaker with no configuration; feed it with [`SpeakerHandle::apply`].
+/// How long stale kernel routes of an earlier run may wait for sessions to re-converge.
+pub const STALE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Start a speaker programming the Linux kernel; feed it with [`SpeakerHandle::apply`].
 pub fn start() -> SpeakerHandle {
+    start_with(Some(KernelChoice::Netlink))
+}
+
+/// Start a speaker with a given kernel (`None`: never read nor write kernel routes).
+pub fn start_with(kernel: Option<KernelChoice>) -> SpeakerHandle {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(main_loop(rx));
+    tokio::spawn(main_loop(rx, kernel));
     SpeakerHandle { tx }
 }
 
-async fn main_loop(mut cmds: mpsc::Receiver<Command>) {
+async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<KernelChoice>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
+    let (kernel_events_tx, mut kernel_events) = mpsc::unbounded_channel();
     let mut m = Main {
         global: None,
         originate: BTreeMap::new(),
         peers: BTreeMap::new(),
         interner: Interner::default(),
+        loc: LocRib::new(BestCfg::default()),
         listener: None,
         events_tx,
         incoming_tx,
+        kernel_choice,
+        kernel: None,
+        kernel_events_tx,
+        resolver: None,
+        installed: BTreeMap::new(),
+        stale: BTreeSet::new(),
+        sweep_at: None,
     };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -173,6 +214,8 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>) {
             },
             Some(ev) = events.recv() => m.event(ev).await,
             Some((stream, remote)) = incoming.recv() => m.incoming(stream, remote).await,
+            Some(ev) = kernel_events.recv() => m.kernel_event(ev).await,
+            _ = tick.tick() => m.maybe_sweep(),
         }
     }
 }
@@ -232,7 +275,7 @@ impl Main {
     fn spawn_peer(&mut self, g: &GlobalCfg, cfg: PeerCfg) {
         let key = cfg.key();
         let (tx, rx) = mpsc::channel(1024);
-        let status = std::sync::Arc::new(std::sync::Mutex::new(PeerStatus::new(&cfg)));
+        let status = Arc::new(std::sync::Mutex::new(PeerStatus::new(&cfg)));
         let peer = Peer {
             key: key.clone(),
             session: self.session_cfg(g, &cfg),
@@ -261,6 +304,9 @@ impl Main {
             let _ = p.cmd.send(PeerCmd::Stop(Some(n))).await;
             // Give it a moment to flush the NOTIFICATION; never hang on it.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
+            let prefixes: Vec<IpNet> = p.rib_in.iter().map(|((pfx, _), _)| *pfx).collect();
+            let changed = self.withdraw_all_from(key, prefixes);
+            self.propagate(changed).await;
         }
         self.interner.collect();
     }
@@ -271,9 +317,10 @@ impl Main {
             g.asn != d.global.asn
                 || g.router_id != d.global.router_id
                 || g.hold_time != d.global.hold_time
+                || g.cluster_id != d.global.cluster_id
         });
         if restart {
-            info!("AS, router id or hold time changed: resetting every session");
+            info!("AS, router id, hold time or cluster id changed: resetting every session");
             sum.restarted = true;
             let keys: Vec<String> = self.peers.keys().cloned().collect();
             for k in keys {
@@ -288,6 +335,12 @@ impl Main {
                 .await;
             }
         }
+        self.loc.cfg = BestCfg {
+            always_compare_med: d.global.always_compare_med,
+            max_paths_ebgp: d.global.max_paths as usize,
+            max_paths_ibgp: d.global.max_paths as usize,
+        };
+        self.ensure_kernel(&d.global);
         // Listener.
         let bind = SocketAddr::new(
             d.global.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
@@ -339,6 +392,8 @@ impl Main {
             .await;
         }
         sum.changed = changed;
+        let global_changed = self.global.as_ref() != Some(&d.global);
+        self.global = Some(d.global.clone());
         for (k, c) in &d.peers {
             if !self.peers.contains_key(k) {
                 if !sum.changed.contains(k) {
@@ -349,155 +404,11 @@ impl Main {
             }
         }
         sum.originate_changed = self.originate != d.originate;
-        self.global = Some(d.global);
-        self.originate = d.originate;
-        if sum.originate_changed {
-            let keys: Vec<String> = self.peers.keys().cloned().collect();
-            for k in keys {
-                self.sync_peer(&k, false).await;
-            }
+        if sum.originate_changed || global_changed {
+            let changed = self.set_originations(d.originate);
+            self.propagate(changed).await;
         }
         sum
-    }
-
-    /// Bring a peer's Adj-RIB-Out to what it should hold, sending the difference.
-    async fn sync_peer(&mut self, key: &str, full: bool) {
-        let Some(g) = self.global.clone() else { return };
-        let Some(p) = self.peers.get_mut(key) else {
-            return;
-        };
-        let Some(s) = &p.session else { return };
-        let wanted = export::local_routes(&self.originate, &g, &s.neg, s.local, &mut self.interner);
-        let diff = p.rib_out.diff(wanted, full);
-        let ctx = s.neg.ctx();
-        let mut buf = BytesMut::new();
-        let mut updates = 0;
-        for (fam, nlri) in &diff.withdraw {
-            updates += pack_withdraw(&ctx, *fam, nlri, &mut buf);
-        }
-        for (attrs, nh, fam, nlri) in &diff.announce {
-            updates += pack_announce(&ctx, attrs, *fam, *nh, nlri, &mut buf);
-        }
-        if full {
-            for fam in &s.neg.families {
-                Message::Update(Update::end_of_rib(*fam)).encode(&ctx, &mut buf);
-                updates += 1;
-            }
-        }
-        status::lock(&p.status).prefixes_advertised = p.rib_out.len() as u64;
-        if updates > 0 {
-            let _ = p
-                .cmd
-                .send(PeerCmd::Send {
-                    gen: s.gen,
-                    bytes: buf.freeze(),
-                    updates: updates as u64,
-                })
-                .await;
-        }
-    }
-
-    async fn event(&mut self, ev: PeerEvent) {
-        match ev {
-            PeerEvent::Up {
-                key,
-                gen,
-                neg,
-                local,
-            } => {
-                if let Some(p) = self.peers.get_mut(&key) {
-                    p.session = Some(Session {
-                        gen,
-                        neg: *neg,
-                        local,
-                    });
-                    p.rib_in = AdjRibIn::default();
-                    p.rib_out.clear();
-                    self.sync_peer(&key, true).await;
-                }
-            }
-            PeerEvent::Down { key, gen } => {
-                if let Some(p) = self.peers.get_mut(&key) {
-                    if p.session.as_ref().is_some_and(|s| s.gen == gen) {
-                        p.session = None;
-                        let n = p.rib_in.len();
-                        p.rib_in = AdjRibIn::default();
-                        p.rib_out.clear();
-                        info!(peer = %key, routes = n, "session down: routes from this peer removed");
-                    }
-                }
-                self.interner.collect();
-            }
-            PeerEvent::Update { key, gen, update } => {
-                let Some(p) = self.peers.get_mut(&key) else {
-                    return;
-                };
-                if p.session.as_ref().is_none_or(|s| s.gen != gen) {
-                    return;
-                }
-                match &update.repair {
-                    Repair::None => {}
-                    Repair::AttributeDiscard(codes) => {
-                        warn!(peer = %key, ?codes, "RFC 7606: malformed attributes discarded")
-                    }
-                    Repair::TreatAsWithdraw(why) => {
-                        warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
-                    }
-                }
-                p.rib_in
-                    .apply(&update, &mut self.interner, SystemTime::now());
-                status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
-            }
-            PeerEvent::Refresh { key, gen, rr } => {
-                if self
-                    .peers
-                    .get(&key)
-                    .and_then(|p| p.session.as_ref())
-                    .is_some_and(|s| s.gen == gen)
-                    && rr.subtype == 0
-                {
-                    self.refresh(&key, rr).await;
-                }
-            }
-        }
-    }
-
-    /// Answer a ROUTE-REFRESH: everything again, framed by BoRR/EoRR when enhanced.
-    async fn refresh(&mut self, key: &str, rr: RouteRefresh) {
-        let Some(p) = self.peers.get(key) else { return };
-        let Some(s) = &p.session else { return };
-        let enhanced = s.neg.enhanced_route_refresh;
-        let ctx = s.neg.ctx();
-        let (gen, cmd) = (s.gen, p.cmd.clone());
-        if enhanced {
-            let b = Message::RouteRefresh(RouteRefresh {
-                family: rr.family,
-                subtype: 1,
-            })
-            .to_bytes(&ctx);
-            let _ = cmd
-                .send(PeerCmd::Send {
-                    gen,
-                    bytes: b.freeze(),
-                    updates: 0,
-                })
-                .await;
-        }
-        self.sync_peer(key, true).await;
-        if enhanced {
-            let b = Message::RouteRefresh(RouteRefresh {
-                family: rr.family,
-                subtype: 2,
-            })
-            .to_bytes(&ctx);
-            let _ = cmd
-                .send(PeerCmd::Send {
-                    gen,
-                    bytes: b.freeze(),
-                    updates: 0,
-                })
-                .await;
-        }
     }
 
     async fn incoming(&mut self, stream: TcpStream, remote: SocketAddr) {
@@ -534,6 +445,18 @@ impl Main {
             .filter(|(k, _)| q.peer.as_ref().is_none_or(|x| x == *k))
         {
             for ((prefix, path_id), r) in p.rib_in.iter().filter(|((pfx, _), _)| want(pfx)) {
+                let d = self.loc.get(prefix);
+                let is = |i: usize| {
+                    d.is_some_and(|d| {
+                        d.selected.get(i).is_some_and(|x| {
+                            d.paths[*x].source.key() == key && d.paths[*x].path_id == *path_id
+                        })
+                    })
+                };
+                let multipath = d.is_some_and(|d| {
+                    d.multipath()
+                        .any(|x| x.source.key() == key && x.path_id == *path_id)
+                });
                 out.push(RibEntry {
                     prefix: *prefix,
                     path_id: *path_id,
@@ -542,6 +465,8 @@ impl Main {
                     next_hop: r.next_hop.to_string(),
                     attrs: (*r.attrs).clone(),
                     since: to_unix(r.since),
+                    best: is(0),
+                    multipath,
                 });
             }
             for (prefix, r) in p.rib_out.iter().filter(|(pfx, _)| want(pfx)) {
@@ -553,6 +478,33 @@ impl Main {
                     next_hop: r.next_hop.to_string(),
                     attrs: (*r.attrs).clone(),
                     since: 0,
+                    best: false,
+                    multipath: false,
+                });
+            }
+        }
+        if q.peer.is_none() {
+            for (prefix, o) in self.originate.iter().filter(|(p, _)| want(p)) {
+                let best = self
+                    .loc
+                    .get(prefix)
+                    .and_then(|d| d.best())
+                    .is_some_and(|b| b.is_local());
+                out.push(RibEntry {
+                    prefix: *prefix,
+                    path_id: 0,
+                    direction: "local",
+                    peer: o.reason.clone(),
+                    next_hop: String::new(),
+                    attrs: self
+                        .loc
+                        .get(prefix)
+                        .and_then(|d| d.paths.iter().find(|p| p.is_local()))
+                        .map(|p| (*p.attrs).clone())
+                        .unwrap_or_default(),
+                    since: 0,
+                    best,
+                    multipath: false,
                 });
             }
         }
@@ -563,12 +515,18 @@ impl Main {
     async fn shutdown(&mut self) {
         let keys: Vec<String> = self.peers.keys().cloned().collect();
         for k in keys {
-            self.stop_peer(
-                &k,
-                Notification::cease(notification::cease::ADMIN_SHUTDOWN, "kbgp shutting down"),
-            )
-            .await;
+            if let Some(p) = self.peers.remove(&k) {
+                let _ = p
+                    .cmd
+                    .send(PeerCmd::Stop(Some(Notification::cease(
+                        notification::cease::ADMIN_SHUTDOWN,
+                        "kbgp shutting down",
+                    ))))
+                    .await;
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
+            }
         }
+        // Kernel routes stay: a restart finds them and keeps what is still valid.
         if let Some((_, h)) = self.listener.take() {
             h.abort();
         }

@@ -1,0 +1,566 @@
+//! The routing half of the main loop: Adj-RIB-In → Loc-RIB (import, loop
+//! checks, next-hop resolution), Loc-RIB → Adj-RIB-Out (export rules in
+//! [`crate::export`]), Loc-RIB → kernel (ECMP routes, pod-block blackholes,
+//! stale routes of an earlier run swept after convergence).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bgp_rib::best::{Path, PeerInfo, Source};
+use bgp_rib::locrib::Changed;
+use bgp_rib::OutRoute;
+use bgp_wire::update::{pack_announce, pack_withdraw, NextHop};
+use bgp_wire::{AsPath, Message, Origin, PathAttrs, Repair, RouteRefresh, Update};
+use bytes::BytesMut;
+use datastore::{GlobalCfg, Origination};
+use fib::{Action, Gateway, Op};
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use crate::export::{export, Target};
+use crate::kernel::{self, KernelEvent};
+use crate::peer::{PeerCmd, PeerEvent};
+use crate::{status, Main, Session};
+
+impl Main {
+    // ---------------------------------------------------------------- import
+
+    fn igp_cost(&self, nh: &NextHop) -> Option<u32> {
+        match &self.resolver {
+            Some(r) => r.resolve(nh.addr()).map(|r| r.cost),
+            // No kernel to ask: every next hop counts as reachable.
+            None => Some(0),
+        }
+    }
+
+    /// Why a route from `info` must not enter the Loc-RIB (RFC 4271 §9.1.2, RFC 4456 §8).
+    fn import_check(&self, g: &GlobalCfg, attrs: &PathAttrs) -> Option<&'static str> {
+        if attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)) {
+            return Some("AS path contains our AS");
+        }
+        if attrs.originator_id == Some(g.router_id) {
+            return Some("ORIGINATOR_ID is our router id");
+        }
+        if g.cluster_id
+            .is_some_and(|c| attrs.cluster_list.contains(&c))
+        {
+            return Some("CLUSTER_LIST contains our cluster id");
+        }
+        None
+    }
+
+    fn import(&mut self, key: &str, update: &Update) -> Vec<IpNet> {
+        let Some(g) = self.global.clone() else {
+            return vec![];
+        };
+        let Some(info) = self
+            .peers
+            .get(key)
+            .and_then(|p| p.session.as_ref())
+            .map(|s| s.info.clone())
+        else {
+            return vec![];
+        };
+        let mut changed = Vec::new();
+        for n in update.withdrawals() {
+            if self.loc.remove(&n.prefix, key, n.path_id.unwrap_or(0)) == Changed::Yes {
+                changed.push(n.prefix);
+            }
+        }
+        let mut base = update.attrs.clone();
+        base.next_hop = None;
+        let reject = self.import_check(&g, &base);
+        if let Some(why) = reject {
+            let n = update.announcements().count();
+            if n > 0 {
+                info!(peer = %key, reason = why, prefixes = n, "routes not accepted");
+            }
+        }
+        let attrs = self.interner.intern(base);
+        let ann: Vec<_> = update.announcements().map(|(n, nh)| (*n, nh)).collect();
+        for (n, nh) in ann {
+            let pid = n.path_id.unwrap_or(0);
+            let c = if reject.is_some() {
+                self.loc.remove(&n.prefix, key, pid)
+            } else {
+                let path = Path {
+                    source: Source::Peer(info.clone()),
+                    path_id: pid,
+                    attrs: attrs.clone(),
+                    next_hop: nh,
+                    weight: 0,
+                    igp_cost: self.igp_cost(&nh),
+                    seq: 0,
+                };
+                self.loc.upsert(n.prefix, path)
+            };
+            if c == Changed::Yes {
+                changed.push(n.prefix);
+            }
+        }
+        changed
+    }
+
+    /// Remove every path of a peer (session down, peer removed).
+    pub(crate) fn withdraw_all_from(&mut self, key: &str, prefixes: Vec<IpNet>) -> Vec<IpNet> {
+        let mut changed = Vec::new();
+        for p in prefixes {
+            // Every path id of this peer for the prefix.
+            let ids: Vec<u32> = self
+                .loc
+                .get(&p)
+                .map(|d| {
+                    d.paths
+                        .iter()
+                        .filter(|x| x.source.key() == key)
+                        .map(|x| x.path_id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in ids {
+                if self.loc.remove(&p, key, id) == Changed::Yes {
+                    changed.push(p);
+                }
+            }
+        }
+        changed.dedup();
+        changed
+    }
+
+    /// Replace the local originations, returning the prefixes whose selection changed.
+    pub(crate) fn set_originations(&mut self, new: BTreeMap<IpNet, Origination>) -> Vec<IpNet> {
+        let mut changed = Vec::new();
+        let old: Vec<IpNet> = self
+            .originate
+            .keys()
+            .filter(|p| !new.contains_key(p))
+            .copied()
+            .collect();
+        for p in old {
+            if self.loc.remove(&p, "local", 0) == Changed::Yes {
+                changed.push(p);
+            }
+        }
+        for (p, o) in &new {
+            let mut communities = o.communities.clone();
+            communities.sort_unstable();
+            let mut large = o.large_communities.clone();
+            large.sort_unstable();
+            let attrs = PathAttrs {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::default()),
+                communities,
+                large_communities: large,
+                ..Default::default()
+            };
+            let unspecified = match p {
+                IpNet::V4(_) => NextHop::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                IpNet::V6(_) => NextHop::V6 {
+                    global: std::net::Ipv6Addr::UNSPECIFIED,
+                    link_local: None,
+                },
+            };
+            let path = Path {
+                source: Source::Local,
+                path_id: 0,
+                attrs: self.interner.intern(attrs),
+                next_hop: unspecified,
+                weight: 0,
+                igp_cost: Some(0),
+                seq: 0,
+            };
+            // Blackhole-ness can change without the path changing.
+            let was = self.originate.get(p).map(|x| x.blackhole);
+            if self.loc.upsert(*p, path) == Changed::Yes || was != Some(o.blackhole) {
+                changed.push(*p);
+            }
+        }
+        self.originate = new;
+        changed
+    }
+
+    // ---------------------------------------------------------------- propagate
+
+    /// Push changed prefixes to the kernel and to every established peer.
+    pub(crate) async fn propagate(&mut self, mut prefixes: Vec<IpNet>) {
+        if prefixes.is_empty() {
+            return;
+        }
+        prefixes.sort();
+        prefixes.dedup();
+        self.fib_sync(&prefixes);
+        let keys: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.session.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            let changes: Vec<(IpNet, Option<OutRoute>)> = prefixes
+                .iter()
+                .map(|p| (*p, self.export_one(&k, p)))
+                .collect();
+            self.send(&k, changes, false).await;
+        }
+    }
+
+    fn export_one(&mut self, key: &str, prefix: &IpNet) -> Option<OutRoute> {
+        let g = self.global.as_ref()?;
+        let p = self.peers.get(key)?;
+        let s = p.session.as_ref()?;
+        let best = self.loc.get(prefix)?.best()?;
+        let target = Target {
+            key,
+            cfg: &p.cfg,
+            neg: &s.neg,
+            local: s.local,
+        };
+        export(prefix, best, &target, g, &mut self.interner)
+    }
+
+    /// Encode and queue the changes for one peer; `full` re-announces
+    /// everything and ends with End-of-RIB markers.
+    async fn send(&mut self, key: &str, changes: Vec<(IpNet, Option<OutRoute>)>, full: bool) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Some(s) = &p.session else { return };
+        let diff = if full {
+            let wanted: BTreeMap<IpNet, OutRoute> = changes
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            p.rib_out.diff(wanted, true)
+        } else {
+            p.rib_out.update(changes)
+        };
+        let ctx = s.neg.ctx();
+        let mut buf = BytesMut::new();
+        let mut updates = 0;
+        for (fam, nlri) in &diff.withdraw {
+            updates += pack_withdraw(&ctx, *fam, nlri, &mut buf);
+        }
+        for (attrs, nh, fam, nlri) in &diff.announce {
+            updates += pack_announce(&ctx, attrs, *fam, *nh, nlri, &mut buf);
+        }
+        if full {
+            for fam in &s.neg.families {
+                Message::Update(Update::end_of_rib(*fam)).encode(&ctx, &mut buf);
+                updates += 1;
+            }
+        }
+        status::lock(&p.status).prefixes_advertised = p.rib_out.len() as u64;
+        if updates > 0 {
+            let _ = p
+                .cmd
+                .send(PeerCmd::Send {
+                    gen: s.gen,
+                    bytes: buf.freeze(),
+                    updates: updates as u64,
+                })
+                .await;
+        }
+    }
+
+    /// Everything a peer should have, as a full table.
+    async fn sync_full(&mut self, key: &str) {
+        let prefixes = self.loc.prefixes();
+        let changes: Vec<(IpNet, Option<OutRoute>)> = prefixes
+            .iter()
+            .map(|p| (*p, self.export_one(key, p)))
+            .collect();
+        self.send(key, changes, true).await;
+    }
+
+    // ---------------------------------------------------------------- peer events
+
+    pub(crate) async fn event(&mut self, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Up {
+                key,
+                gen,
+                neg,
+                local,
+            } => {
+                let Some(g) = self.global.clone() else { return };
+                if let Some(p) = self.peers.get_mut(&key) {
+                    let remote = status::lock(&p.status)
+                        .remote_addr
+                        .map(|a| crate::canonical(a.ip()));
+                    let addr = remote.unwrap_or(local.ip());
+                    let info = Arc::new(PeerInfo {
+                        key: key.as_str().into(),
+                        addr,
+                        asn: neg.peer_as,
+                        router_id: neg.peer_id,
+                        ibgp: neg.peer_as == g.asn,
+                        rr_client: p.cfg.rr_client && g.cluster_id.is_some(),
+                    });
+                    p.session = Some(Session {
+                        gen,
+                        neg: *neg,
+                        local,
+                        info,
+                        eor: Default::default(),
+                    });
+                    p.rib_in = Default::default();
+                    p.rib_out.clear();
+                    self.sync_full(&key).await;
+                }
+            }
+            PeerEvent::Down { key, gen } => {
+                let Some(p) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                if !p.session.as_ref().is_some_and(|s| s.gen == gen) {
+                    return;
+                }
+                p.session = None;
+                p.rib_out.clear();
+                let prefixes: Vec<IpNet> = p.rib_in.iter().map(|((pfx, _), _)| *pfx).collect();
+                p.rib_in = Default::default();
+                info!(peer = %key, routes = prefixes.len(), "session down: routes from this peer removed");
+                let changed = self.withdraw_all_from(&key, prefixes);
+                self.propagate(changed).await;
+                self.interner.collect();
+            }
+            PeerEvent::Update { key, gen, update } => {
+                let Some(p) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                let Some(s) = p.session.as_mut() else { return };
+                if s.gen != gen {
+                    return;
+                }
+                if let Some(f) = update.is_end_of_rib() {
+                    s.eor.insert(f);
+                    return;
+                }
+                match &update.repair {
+                    Repair::None => {}
+                    Repair::AttributeDiscard(codes) => {
+                        warn!(peer = %key, ?codes, "RFC 7606: malformed attributes discarded")
+                    }
+                    Repair::TreatAsWithdraw(why) => {
+                        warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
+                    }
+                }
+                p.rib_in
+                    .apply(&update, &mut self.interner, SystemTime::now());
+                status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
+                let changed = self.import(&key, &update);
+                self.propagate(changed).await;
+            }
+            PeerEvent::Refresh { key, gen, rr } => {
+                let ok = self
+                    .peers
+                    .get(&key)
+                    .and_then(|p| p.session.as_ref())
+                    .is_some_and(|s| s.gen == gen);
+                if ok && rr.subtype == 0 {
+                    self.refresh(&key, rr).await;
+                }
+            }
+        }
+    }
+
+    /// Answer a ROUTE-REFRESH: everything again, framed by BoRR/EoRR when enhanced.
+    async fn refresh(&mut self, key: &str, rr: RouteRefresh) {
+        let Some(p) = self.peers.get(key) else { return };
+        let Some(s) = &p.session else { return };
+        let enhanced = s.neg.enhanced_route_refresh;
+        let ctx = s.neg.ctx();
+        let (gen, cmd) = (s.gen, p.cmd.clone());
+        if enhanced {
+            let b = Message::RouteRefresh(RouteRefresh {
+                family: rr.family,
+                subtype: 1,
+            })
+            .to_bytes(&ctx);
+            let _ = cmd
+                .send(PeerCmd::Send {
+                    gen,
+                    bytes: b.freeze(),
+                    updates: 0,
+                })
+                .await;
+        }
+        self.sync_full(key).await;
+        if enhanced {
+            let b = Message::RouteRefresh(RouteRefresh {
+                family: rr.family,
+                subtype: 2,
+            })
+            .to_bytes(&ctx);
+            let _ = cmd
+                .send(PeerCmd::Send {
+                    gen,
+                    bytes: b.freeze(),
+                    updates: 0,
+                })
+                .await;
+        }
+    }
+
+    // ---------------------------------------------------------------- kernel
+
+    pub(crate) fn ensure_kernel(&mut self, g: &GlobalCfg) {
+        let Some(choice) = self.kernel_choice.clone() else {
+            return;
+        };
+        if self
+            .kernel
+            .as_ref()
+            .is_some_and(|(t, _)| *t == g.kernel_route_table)
+        {
+            return;
+        }
+        match kernel::spawn(&choice, g.kernel_route_table, self.kernel_events_tx.clone()) {
+            Ok(tx) => {
+                self.kernel = Some((g.kernel_route_table, tx));
+                self.installed.clear();
+                self.sweep_at = Some(tokio::time::Instant::now() + crate::STALE_TIMEOUT);
+            }
+            Err(e) => {
+                warn!("kernel routes disabled: {e}");
+                self.kernel_choice = None;
+            }
+        }
+    }
+
+    /// What the kernel should hold for `prefix`.
+    fn fib_want(&self, prefix: &IpNet) -> Option<Action> {
+        let d = self.loc.get(prefix)?;
+        let best = d.best()?;
+        if best.is_local() {
+            return self
+                .originate
+                .get(prefix)
+                .filter(|o| o.blackhole)
+                .map(|_| Action::Blackhole);
+        }
+        let mut gws: Vec<Gateway> = d
+            .multipath()
+            .filter_map(|p| match &self.resolver {
+                Some(r) => r.resolve(p.next_hop.addr()).map(|r| Gateway {
+                    addr: r.via,
+                    ifindex: r.ifindex,
+                }),
+                None => Some(Gateway {
+                    addr: p.next_hop.addr(),
+                    ifindex: None,
+                }),
+            })
+            .collect();
+        gws.sort();
+        gws.dedup_by_key(|g| g.addr);
+        (!gws.is_empty()).then_some(Action::Unicast(gws))
+    }
+
+    pub(crate) fn fib_sync(&mut self, prefixes: &[IpNet]) {
+        let program = self
+            .global
+            .as_ref()
+            .is_some_and(|g| g.program_kernel_routes);
+        let Some((_, tx)) = &self.kernel else { return };
+        if !program {
+            return;
+        }
+        let mut ops = Vec::new();
+        for p in prefixes {
+            let want = self.fib_want(p);
+            let have = self.installed.get(p);
+            match (want, have) {
+                (Some(w), h) if h != Some(&w) => {
+                    self.stale.remove(p);
+                    self.installed.insert(*p, w.clone());
+                    ops.push(Op::Replace(fib::Route {
+                        prefix: *p,
+                        action: w,
+                    }));
+                }
+                (Some(_), _) => {
+                    self.stale.remove(p);
+                }
+                (None, Some(_)) => {
+                    self.installed.remove(p);
+                    ops.push(Op::Delete(*p));
+                }
+                (None, None) => {}
+            }
+        }
+        if !ops.is_empty() {
+            let _ = tx.send(ops);
+        }
+    }
+
+    pub(crate) async fn kernel_event(&mut self, ev: KernelEvent) {
+        match ev {
+            KernelEvent::Ours(routes) => {
+                for r in routes {
+                    if !self.installed.contains_key(&r.prefix) {
+                        // Kept until the sessions re-converge; a route we install
+                        // again in the meantime replaces it in place, with no flap.
+                        self.stale.insert(r.prefix);
+                        self.installed.insert(r.prefix, r.action);
+                    }
+                }
+                let all = self.loc.prefixes();
+                self.fib_sync(&all);
+            }
+            KernelEvent::Table(t) => {
+                self.resolver = Some(fib::Resolver::new(&t, fib::RTPROT_BGP));
+                // Re-resolve every learned path; propagate where the selection changed.
+                let mut changed = Vec::new();
+                let resolver = self.resolver.take();
+                for p in self.loc.prefixes() {
+                    let c = self.loc.refresh(&p, |path| {
+                        if !path.is_local() {
+                            path.igp_cost = resolver
+                                .as_ref()
+                                .and_then(|r| r.resolve(path.next_hop.addr()).map(|r| r.cost));
+                        }
+                    });
+                    if c == Changed::Yes {
+                        changed.push(p);
+                    }
+                }
+                self.resolver = resolver;
+                // Gateways may have moved even where the selection did not.
+                let all = self.loc.prefixes();
+                self.fib_sync(&all);
+                self.propagate(changed).await;
+            }
+        }
+    }
+
+    /// Sweep stale kernel routes once every peer that is up has sent
+    /// End-of-RIB, or when the stale timer runs out.
+    pub(crate) fn maybe_sweep(&mut self) {
+        if self.stale.is_empty() {
+            return;
+        }
+        let Some(at) = self.sweep_at else { return };
+        let converged = !self.peers.is_empty()
+            && self.peers.values().all(|p| {
+                p.session
+                    .as_ref()
+                    .is_some_and(|s| s.neg.families.iter().all(|f| s.eor.contains(f)))
+            });
+        if !converged && tokio::time::Instant::now() < at {
+            return;
+        }
+        let gone: Vec<IpNet> = std::mem::take(&mut self.stale).into_iter().collect();
+        info!(
+            routes = gone.len(),
+            converged, "removing stale kernel routes of an earlier run"
+        );
+        for p in &gone {
+            self.installed.remove(p);
+        }
+        if let Some((_, tx)) = &self.kernel {
+            let _ = tx.send(gone.into_iter().map(Op::Delete).collect());
+        }
+    }
+}

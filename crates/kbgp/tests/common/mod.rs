@@ -661,3 +661,59 @@ pub fn seed002_config(asn: u32, mesh: bool) -> String {
         )
         .replace("  listenPort: 178\n", "")
 }
+
+impl Lab {
+    /// A LAN: a bridge in its own namespace, one `eth0` per host namespace.
+    pub fn lan(&mut self, hosts: &[(&str, &[&str])]) {
+        let sw = self.ns("sw");
+        sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        for (ns, addrs) in hosts {
+            self.links += 1;
+            let outer = format!("{}{}p", self.prefix, self.links);
+            let tmp = format!("{}{}h", self.prefix, self.links);
+            sh(&[
+                "ip", "link", "add", &tmp, "netns", ns, "type", "veth", "peer", "name", &outer,
+                "netns", &sw,
+            ]);
+            sh(&["ip", "-n", ns, "link", "set", &tmp, "name", "eth0"]);
+            for a in *addrs {
+                if a.contains(':') {
+                    sh(&["ip", "-n", ns, "addr", "add", a, "dev", "eth0", "nodad"]);
+                } else {
+                    sh(&["ip", "-n", ns, "addr", "add", a, "dev", "eth0"]);
+                }
+            }
+            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            sh(&[
+                "ip", "-n", &sw, "link", "set", &outer, "master", "br0", "up",
+            ]);
+        }
+    }
+
+    /// Start kbgp on a copy of an examples/ directory.
+    pub fn kbgp_example(&mut self, name: &str, ns: &str, node: &str, example: &str) -> Kbgp {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(example);
+        let cfg = self.path(&format!("{name}-cfg"));
+        sh(&["cp", "-r", src.to_str().unwrap(), cfg.to_str().unwrap()]);
+        self.kbgp_dir(name, ns, node, &cfg)
+    }
+}
+
+/// `ip route show proto bgp` in a namespace: kbgp's routes (the output omits the `proto bgp` it filtered on).
+pub fn bgp_routes(ns: &str) -> String {
+    sh(&["ip", "-n", ns, "route", "show", "proto", "bgp"])
+}
+
+pub fn wait_kernel(ns: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
+    wait_for(what, Duration::from_secs(30), || {
+        let r = bgp_routes(ns);
+        if want(&r) {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    })
+}

@@ -110,6 +110,7 @@ pub fn route_to_pb(r: &RibEntry) -> pb::Route {
         since: r.since,
         best: r.best,
         multipath: r.multipath,
+        reason: r.reason.clone(),
     }
 }
 
@@ -194,6 +195,7 @@ impl Kbgp for Svc {
             family,
             prefix,
             peer: (!r.peer.is_empty()).then_some(r.peer),
+            rejected: r.rejected,
         };
         let routes = self.speaker.rib(q).await.map_err(unavailable)?;
         Ok(Response::new(pb::RibReply {

@@ -94,6 +94,9 @@ pub struct PeerCfg {
     pub max_restart_time: Option<u32>,
     /// A route reflector client of this node (only when this node has a cluster id).
     pub rr_client: bool,
+    /// BGPFilters in the order the BGPPeer names them.
+    pub filters: Vec<std::sync::Arc<bgp_policy::Filter>>,
+    pub max_prefix: Option<bgp_policy::MaxPrefix>,
 }
 
 impl PeerCfg {
@@ -416,6 +419,8 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         keep_original_next_hop: false,
         max_restart_time: None,
         rr_client: false,
+        filters: vec![],
+        max_prefix: None,
     };
     if gspec.node_to_node_mesh_enabled.unwrap_or(true) {
         let password = match &gspec.node_mesh_password {
@@ -644,6 +649,33 @@ fn peers_of(
         Some(t) => Some(parse_duration(t).map_err(err)?),
         None => None,
     };
+    let mut filters = Vec::new();
+    for f in &s.filters {
+        let res = ctx
+            .state
+            .bgp_filters
+            .get(f)
+            .ok_or_else(|| err(format!("filters: BGPFilter {f:?} not found")))?;
+        filters.push(std::sync::Arc::new(
+            filter_of(res).map_err(|e| invalid("BGPFilter", f, e))?,
+        ));
+    }
+    let max_prefix = match s.max_prefixes {
+        None => None,
+        Some(limit) => Some(bgp_policy::MaxPrefix {
+            limit,
+            warning_percent: s.max_prefixes_warning_percent.unwrap_or(80).min(100),
+            stop: match s.max_prefixes_action.as_deref().unwrap_or("Stop") {
+                "Stop" => true,
+                "Log" => false,
+                other => {
+                    return Err(err(format!(
+                        "maxPrefixesAction {other:?}: want Stop or Log"
+                    )))
+                }
+            },
+        }),
+    };
     let make = |target: PeerTarget, remote_as: RemoteAs, port: u16| PeerCfg {
         target,
         port,
@@ -659,6 +691,8 @@ fn peers_of(
         keep_original_next_hop: s.keep_original_next_hop.unwrap_or(false),
         max_restart_time,
         rr_client: false,
+        filters: filters.clone(),
+        max_prefix,
     };
     let mut out = Vec::new();
     let targets = [
@@ -717,6 +751,94 @@ fn peers_of(
         }
     }
     Ok(out)
+}
+
+/// A BGPFilter resource as policy.
+fn filter_of(f: &crate::resources::BgpFilter) -> Result<bgp_policy::Filter, String> {
+    use bgp_policy::{Action, MatchOp, Rule, Set};
+    let rules =
+        |list: &[crate::resources::FilterRuleSpec], name: &str| -> Result<Vec<Rule>, String> {
+            list.iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let at = format!("{name}[{i}]");
+                    let action = match r.action.as_str() {
+                        "Accept" => Action::Accept,
+                        "Reject" => Action::Reject,
+                        a => return Err(format!("{at}.action {a:?}: want Accept or Reject")),
+                    };
+                    let cidr = match (&r.cidr, r.match_operator.as_deref()) {
+                        (None, None) => None,
+                        (Some(c), op) => {
+                            let net: IpNet = c
+                                .parse()
+                                .map_err(|_| format!("{at}.cidr {c:?} is not a CIDR"))?;
+                            let op = match op.unwrap_or("In") {
+                                "Equal" => MatchOp::Equal,
+                                "NotEqual" => MatchOp::NotEqual,
+                                "In" => MatchOp::In,
+                                "NotIn" => MatchOp::NotIn,
+                                o => {
+                                    return Err(format!(
+                                    "{at}.matchOperator {o:?}: want Equal, NotEqual, In or NotIn"
+                                ))
+                                }
+                            };
+                            Some((op, net))
+                        }
+                        (None, Some(_)) => return Err(format!("{at}: matchOperator needs a cidr")),
+                    };
+                    if r.interface.is_some() {
+                        return Err(format!(
+                            "{at}.interface: matching on interface is not supported by kbgp"
+                        ));
+                    }
+                    let mut communities = vec![];
+                    let mut large = vec![];
+                    for c in &r.communities {
+                        match parse_community(c).map_err(|e| format!("{at}.communities: {e}"))? {
+                            CommunityValue::Standard(v) => communities.push(v),
+                            CommunityValue::Large(l) => large.push(l),
+                        }
+                    }
+                    let mut set = Set {
+                        local_pref: r.set_local_pref,
+                        med: r.set_med,
+                        ..Default::default()
+                    };
+                    for c in &r.add_communities {
+                        match parse_community(c).map_err(|e| format!("{at}.addCommunities: {e}"))? {
+                            CommunityValue::Standard(v) => set.add_communities.push(v),
+                            CommunityValue::Large(l) => set.add_large_communities.push(l),
+                        }
+                    }
+                    // The AS to prepend is filled in by the speaker (its own AS): 0 stands for it.
+                    set.prepend = r.prepend_as.map(|n| (0, n as usize));
+                    let prefix_length = r
+                        .prefix_length
+                        .as_ref()
+                        .map(|p| (p.min.unwrap_or(0), p.max.unwrap_or(128)));
+                    Ok(Rule {
+                        action: Some(action),
+                        cidr,
+                        prefix_length,
+                        communities,
+                        large_communities: large,
+                        as_path_contains: r.as_path_contains,
+                        max_as_path_length: r.max_as_path_length.map(|m| m as usize),
+                        set,
+                    })
+                })
+                .collect()
+        };
+    let s = &f.spec;
+    Ok(bgp_policy::Filter {
+        name: f.metadata.name.clone(),
+        import_v4: rules(&s.import_v4, "importV4")?,
+        import_v6: rules(&s.import_v6, "importV6")?,
+        export_v4: rules(&s.export_v4, "exportV4")?,
+        export_v6: rules(&s.export_v6, "exportV6")?,
+    })
 }
 
 #[cfg(test)]

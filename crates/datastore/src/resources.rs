@@ -325,6 +325,15 @@ pub struct BgpPeerSpec {
     /// Remote TCP port (default 179, or the port in peerIP `[addr]:port`).
     #[serde(default)]
     pub port: Option<u16>,
+    /// Most prefixes this peer may send.
+    #[serde(default)]
+    pub max_prefixes: Option<u32>,
+    /// Warn from this share of the limit, in percent (default 80).
+    #[serde(default)]
+    pub max_prefixes_warning_percent: Option<u8>,
+    /// `Stop` (default: Cease/Maximum Number of Prefixes Reached) or `Log`.
+    #[serde(default)]
+    pub max_prefixes_action: Option<String>,
 }
 
 impl BgpPeerSpec {
@@ -335,7 +344,86 @@ impl BgpPeerSpec {
         "holdTime",
         "ebgpMultihop",
         "port",
+        "maxPrefixes",
+        "maxPrefixesWarningPercent",
+        "maxPrefixesAction",
     ];
+}
+
+/// `BGPFilter`: Calico's import/export rules, kbgp's superset.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BgpFilter {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: BgpFilterSpec,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BgpFilterSpec {
+    #[serde(default, rename = "exportV4")]
+    pub export_v4: Vec<FilterRuleSpec>,
+    #[serde(default, rename = "importV4")]
+    pub import_v4: Vec<FilterRuleSpec>,
+    #[serde(default, rename = "exportV6")]
+    pub export_v6: Vec<FilterRuleSpec>,
+    #[serde(default, rename = "importV6")]
+    pub import_v6: Vec<FilterRuleSpec>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterRuleSpec {
+    // --- Calico fields ---
+    pub action: String,
+    #[serde(default)]
+    pub match_operator: Option<String>,
+    #[serde(default)]
+    pub cidr: Option<String>,
+    #[serde(default)]
+    pub prefix_length: Option<PrefixLengthSpec>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub interface: Option<String>,
+    // --- kbgp.io only ---
+    /// Match routes carrying any of these (standard `AA:NN` or large `AA:NN:MM`).
+    #[serde(default)]
+    pub communities: Vec<String>,
+    #[serde(default)]
+    pub as_path_contains: Option<u32>,
+    #[serde(default, rename = "maxASPathLength")]
+    pub max_as_path_length: Option<u32>,
+    #[serde(default)]
+    pub set_local_pref: Option<u32>,
+    #[serde(default, rename = "setMED")]
+    pub set_med: Option<u32>,
+    #[serde(default)]
+    pub add_communities: Vec<String>,
+    /// Prepend our AS this many times (export).
+    #[serde(default, rename = "prependAS")]
+    pub prepend_as: Option<u8>,
+}
+
+impl FilterRuleSpec {
+    pub const KBGP_ONLY: &'static [&'static str] = &[
+        "communities",
+        "asPathContains",
+        "maxASPathLength",
+        "setLocalPref",
+        "setMED",
+        "addCommunities",
+        "prependAS",
+    ];
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixLengthSpec {
+    #[serde(default)]
+    pub min: Option<u8>,
+    #[serde(default)]
+    pub max: Option<u8>,
 }
 
 /// Every resource kbgp knows of, by kind and name.
@@ -348,6 +436,7 @@ pub struct ClusterState {
     pub secrets: BTreeMap<String, Secret>,
     pub bgp_configurations: BTreeMap<String, BgpConfiguration>,
     pub bgp_peers: BTreeMap<String, BgpPeer>,
+    pub bgp_filters: BTreeMap<String, BgpFilter>,
 }
 
 /// One parsed document.
@@ -359,6 +448,7 @@ pub enum Resource {
     Secret(Secret),
     BgpConfiguration(BgpConfiguration),
     BgpPeer(BgpPeer),
+    BgpFilter(BgpFilter),
 }
 
 /// What to do with a document of a kind kbgp does not read.
@@ -384,6 +474,7 @@ impl ClusterState {
             Resource::Secret(s) => ("Secret", key(&s.metadata)),
             Resource::BgpConfiguration(c) => ("BGPConfiguration", key(&c.metadata)),
             Resource::BgpPeer(p) => ("BGPPeer", key(&p.metadata)),
+            Resource::BgpFilter(f) => ("BGPFilter", key(&f.metadata)),
         };
         let dup = match r {
             Resource::Node(n) => self.nodes.insert(k.clone(), n).is_some(),
@@ -392,6 +483,7 @@ impl ClusterState {
             Resource::Secret(s) => self.secrets.insert(k.clone(), s).is_some(),
             Resource::BgpConfiguration(c) => self.bgp_configurations.insert(k.clone(), c).is_some(),
             Resource::BgpPeer(p) => self.bgp_peers.insert(k.clone(), p).is_some(),
+            Resource::BgpFilter(f) => self.bgp_filters.insert(k.clone(), f).is_some(),
         };
         if dup {
             return Err(format!("{map_name} {k:?} is defined twice"));
@@ -472,6 +564,37 @@ pub fn parse_value(v: serde_yaml::Value) -> Result<Parsed, String> {
         (CALICO_GROUP | KBGP_GROUP, "BGPPeer") => {
             calico_only(&v, BgpPeerSpec::KBGP_ONLY)?;
             Resource::BgpPeer(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
+        }
+        (CALICO_GROUP | KBGP_GROUP, "BGPFilter") => {
+            if api_version == CALICO_GROUP {
+                for list in ["exportV4", "importV4", "exportV6", "importV6"] {
+                    let rules = v
+                        .get("spec")
+                        .and_then(|s| s.get(list))
+                        .and_then(|r| r.as_sequence())
+                        .cloned()
+                        .unwrap_or_default();
+                    for (i, r) in rules.iter().enumerate() {
+                        let keys = r
+                            .as_mapping()
+                            .map(|m| {
+                                m.keys()
+                                    .filter_map(|k| k.as_str().map(str::to_owned))
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default();
+                        if let Some(f) = keys
+                            .iter()
+                            .find(|k| FilterRuleSpec::KBGP_ONLY.contains(&k.as_str()))
+                        {
+                            return Err(typed(&format!(
+                                "spec.{list}[{i}].{f} is a kbgp field, not part of {CALICO_GROUP}; use apiVersion: {KBGP_GROUP}"
+                            )));
+                        }
+                    }
+                }
+            }
+            Resource::BgpFilter(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
         }
         _ => return Ok(Parsed::Ignored { api_version, kind }),
     };

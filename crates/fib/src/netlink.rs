@@ -240,7 +240,7 @@ impl Backend for Netlink {
         let msgs = self.dump().await?;
         Ok(msgs
             .into_iter()
-            .filter(|m| table_of(&m) == crate::MAIN_TABLE || table_of(&m) == self.table)
+            .filter(|m| table_of(m) == crate::MAIN_TABLE || table_of(m) == self.table)
             .filter(|m| m.header.kind == RouteType::Unicast)
             .filter_map(|m| {
                 let prefix = prefix_of(&m)?;

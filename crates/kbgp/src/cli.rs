@@ -75,6 +75,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
+            if i >= w.len() {
+                w.push(0);
+            }
             w[i] = w[i].max(c.len());
         }
     }
@@ -88,10 +91,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: Vec<String>| {
         format!(
             "|{}|\n",
-            cells
-                .iter()
+            w.iter()
                 .enumerate()
-                .map(|(i, c)| format!(" {:<width$} ", c, width = w[i]))
+                .map(|(i, width)| format!(
+                    " {:<width$} ",
+                    cells.get(i).map(String::as_str).unwrap_or("")
+                ))
                 .collect::<Vec<_>>()
                 .join("|")
         )
@@ -266,11 +271,13 @@ pub async fn show(o: &ClientOpts, what: Show) -> u8 {
             prefix,
             family,
             peer,
+            rejected,
         } => {
             let req = pb::RibRequest {
                 family: family.unwrap_or_default(),
                 prefix: prefix.clone().unwrap_or_default(),
                 peer: peer.unwrap_or_default(),
+                rejected,
             };
             let r = match c.rib(req).await {
                 Ok(r) => r,
@@ -311,6 +318,7 @@ pub async fn show(o: &ClientOpts, what: Show) -> u8 {
                         x.med.map(|m| m.to_string()).unwrap_or_default(),
                         x.local_pref.map(|m| m.to_string()).unwrap_or_default(),
                         comm.join(" "),
+                        x.reason.clone(),
                     ]
                 })
                 .collect();
@@ -318,6 +326,7 @@ pub async fn show(o: &ClientOpts, what: Show) -> u8 {
                 "{}",
                 table(
                     &[
+                        "",
                         "NETWORK",
                         "DIRECTION",
                         "PEER",
@@ -326,7 +335,8 @@ pub async fn show(o: &ClientOpts, what: Show) -> u8 {
                         "ORIGIN",
                         "MED",
                         "LOCPRF",
-                        "COMMUNITIES"
+                        "COMMUNITIES",
+                        "REASON"
                     ],
                     &rows
                 )
@@ -382,4 +392,26 @@ pub fn check(dir: &Path, node: &str, output: Output) -> u8 {
         println!("  ignored {i}");
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_tolerates_ragged_rows() {
+        let t = table(
+            &["A", "BB"],
+            &[
+                vec!["xxx".into(), "y".into()],
+                vec!["z".into()],
+                vec!["1".into(), "2".into(), "extra".into()],
+            ],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[1], "| A   | BB |       |");
+        assert_eq!(lines[3], "| xxx | y  |       |");
+        assert_eq!(lines[4], "| z   |    |       |");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()));
+    }
 }

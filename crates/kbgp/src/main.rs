@@ -85,6 +85,9 @@ pub enum Show {
         /// Only routes of this peer.
         #[arg(long)]
         peer: Option<String>,
+        /// Routes refused on import (loop checks, BGPFilter), with the reason.
+        #[arg(long)]
+        rejected: bool,
     },
 }
 

@@ -30,7 +30,10 @@ fn kbgp_best(k: &Kbgp, prefix: &str) -> Result<String, String> {
     let v = k.json(&["show", "rib", prefix])?;
     v["routes"]
         .as_array()
-        .and_then(|r| r.iter().find(|x| x["direction"] == "received" && x["best"] == true))
+        .and_then(|r| {
+            r.iter()
+                .find(|x| x["direction"] == "received" && x["best"] == true)
+        })
         .map(|x| x["peer"].as_str().unwrap_or("").to_string())
         .ok_or_else(|| v.to_string())
 }
@@ -44,7 +47,10 @@ fn frr_best(f: &Frr, prefix: &str) -> Result<String, String> {
     // FRR selects in a work queue: only trust a choice made between both paths.
     paths
         .iter()
-        .find(|p| p["bestpath"]["overall"] == true && p["bestpath"]["selectionReason"] != "First path received")
+        .find(|p| {
+            p["bestpath"]["overall"] == true
+                && p["bestpath"]["selectionReason"] != "First path received"
+        })
         .map(|p| p["peer"]["peerId"].as_str().unwrap_or("").to_string())
         .ok_or_else(|| v.to_string())
 }
@@ -57,7 +63,13 @@ fn best_path_agrees_with_frr_one_attribute_at_a_time_and_ecmp_in_kernel() {
     let a = lab.ns("a");
     let b = lab.ns("b");
     let c = lab.ns("c");
-    lab.lan(&[(&k, &["192.0.2.2/24"]), (&f, &["192.0.2.3/24"]), (&a, &["192.0.2.10/24"]), (&b, &["192.0.2.11/24"]), (&c, &["192.0.2.12/24"])]);
+    lab.lan(&[
+        (&k, &["192.0.2.2/24"]),
+        (&f, &["192.0.2.3/24"]),
+        (&a, &["192.0.2.10/24"]),
+        (&b, &["192.0.2.11/24"]),
+        (&c, &["192.0.2.12/24"]),
+    ]);
     // A's paths are each worse than B's in exactly one attribute.
     let worse = "route 198.18.1.0/24 blackhole { bgp_path.prepend(65010); };\n\
                  route 198.18.2.0/24 blackhole { bgp_origin = ORIGIN_INCOMPLETE; };\n\
@@ -68,12 +80,20 @@ fn best_path_agrees_with_frr_one_attribute_at_a_time_and_ecmp_in_kernel() {
                   route 198.18.3.0/24 blackhole { bgp_med = 10; };";
     lab.bird("a", &a, &bird_speaker("192.0.2.10", 65010, worse));
     lab.bird("b", &b, &bird_speaker("192.0.2.11", 65010, better));
-    lab.bird("c", &c, &bird_speaker("192.0.2.12", 65020, "route 198.18.100.0/24 blackhole;"));
+    lab.bird(
+        "c",
+        &c,
+        &bird_speaker("192.0.2.12", 65020, "route 198.18.100.0/24 blackhole;"),
+    );
     let frr = lab.frr("oracle", &f, ORACLE);
-    let peers: String = [("a", "192.0.2.10", 65010), ("b", "192.0.2.11", 65010), ("c", "192.0.2.12", 65020)]
-        .iter()
-        .map(|(n, ip, asn)| format!("{}---\n", peer_yaml(n, ip, *asn)))
-        .collect();
+    let peers: String = [
+        ("a", "192.0.2.10", 65010),
+        ("b", "192.0.2.11", 65010),
+        ("c", "192.0.2.12", 65020),
+    ]
+    .iter()
+    .map(|(n, ip, asn)| format!("{}---\n", peer_yaml(n, ip, *asn)))
+    .collect();
     let kbgp = lab.kbgp(
         "kbgp",
         &k,
@@ -84,20 +104,40 @@ fn best_path_agrees_with_frr_one_attribute_at_a_time_and_ecmp_in_kernel() {
             ("peers.yaml", &peers),
         ],
     );
-    for (prefix, step) in [("198.18.1.0/24", "AS_PATH length"), ("198.18.2.0/24", "ORIGIN"), ("198.18.3.0/24", "MED")] {
-        let theirs = wait_for(&format!("FRR's choice for {prefix}"), Duration::from_secs(30), || frr_best(&frr, prefix));
-        let ours = wait_for(&format!("kbgp's choice for {prefix}"), Duration::from_secs(30), || {
-            let b = kbgp_best(&kbgp, prefix)?;
-            // Wait until both paths are in.
-            let n = kbgp.json(&["show", "rib", prefix])?["routes"].as_array().map(|r| r.iter().filter(|x| x["direction"] == "received").count()).unwrap_or(0);
-            if n == 2 {
-                Ok(b)
-            } else {
-                Err(format!("{n} paths"))
-            }
-        });
+    for (prefix, step) in [
+        ("198.18.1.0/24", "AS_PATH length"),
+        ("198.18.2.0/24", "ORIGIN"),
+        ("198.18.3.0/24", "MED"),
+    ] {
+        let theirs = wait_for(
+            &format!("FRR's choice for {prefix}"),
+            Duration::from_secs(30),
+            || frr_best(&frr, prefix),
+        );
+        let ours = wait_for(
+            &format!("kbgp's choice for {prefix}"),
+            Duration::from_secs(30),
+            || {
+                let b = kbgp_best(&kbgp, prefix)?;
+                // Wait until both paths are in.
+                let n = kbgp.json(&["show", "rib", prefix])?["routes"]
+                    .as_array()
+                    .map(|r| r.iter().filter(|x| x["direction"] == "received").count())
+                    .unwrap_or(0);
+                if n == 2 {
+                    Ok(b)
+                } else {
+                    Err(format!("{n} paths"))
+                }
+            },
+        );
         assert_eq!(ours, "192.0.2.11", "{step}: kbgp chose {ours}");
-        assert_eq!(ours, theirs, "{step}: kbgp and FRR disagree; FRR: {}", frr.vtysh(&format!("show bgp ipv4 unicast {prefix}")));
+        assert_eq!(
+            ours,
+            theirs,
+            "{step}: kbgp and FRR disagree; FRR: {}",
+            frr.vtysh(&format!("show bgp ipv4 unicast {prefix}"))
+        );
     }
     // Two equal eBGP paths from different ASes: one multipath kernel route.
     let r = wait_for("ECMP route", Duration::from_secs(30), || {
@@ -111,7 +151,10 @@ fn best_path_agrees_with_frr_one_attribute_at_a_time_and_ecmp_in_kernel() {
     assert!(r.contains("proto bgp"), "{r}");
     // The unequal prefixes are single-path, via the winner.
     let r1 = sh(&["ip", "-n", &k, "route", "show", "198.18.1.0/24"]);
-    assert!(r1.contains("via 192.0.2.11") && !r1.contains("nexthop"), "{r1}");
+    assert!(
+        r1.contains("via 192.0.2.11") && !r1.contains("nexthop"),
+        "{r1}"
+    );
 }
 
 #[test]
@@ -120,7 +163,11 @@ fn restart_keeps_valid_kernel_routes_and_sweeps_removed_peers_routes() {
     let k = lab.ns("k");
     let a = lab.ns("a");
     let c = lab.ns("c");
-    lab.lan(&[(&k, &["192.0.2.2/24"]), (&a, &["192.0.2.10/24"]), (&c, &["192.0.2.12/24"])]);
+    lab.lan(&[
+        (&k, &["192.0.2.2/24"]),
+        (&a, &["192.0.2.10/24"]),
+        (&c, &["192.0.2.12/24"]),
+    ]);
     let speaker = |id: &str, asn: u32, route: &str| {
         format!(
             "router id {id};\nprotocol device {{}}\nprotocol static {{ ipv4; route {route} blackhole; }}\n\
@@ -137,7 +184,11 @@ fn restart_keeps_valid_kernel_routes_and_sweeps_removed_peers_routes() {
     ];
     let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
     let first = lab.kbgp("kbgp", &k, "n1", &files);
-    wait_kernel(&k, "routes from both peers", |r| r.contains("198.18.1.0/24") && r.contains("198.18.9.0/24") && r.contains("blackhole 10.244.1.0/24"));
+    wait_kernel(&k, "routes from both peers", |r| {
+        r.contains("198.18.1.0/24")
+            && r.contains("198.18.9.0/24")
+            && r.contains("blackhole 10.244.1.0/24")
+    });
     // Watch the kernel while kbgp restarts.
     let mon = lab.spawn("monitor", &k, &["ip", "-ts", "monitor", "route"]);
     std::thread::sleep(Duration::from_millis(300));
@@ -145,19 +196,42 @@ fn restart_keeps_valid_kernel_routes_and_sweeps_removed_peers_routes() {
     lab.proc(idx).stop();
     // Routes stay in the kernel while kbgp is down.
     let r = bgp_routes(&k);
-    assert!(r.contains("198.18.1.0/24") && r.contains("blackhole 10.244.1.0/24"), "{r}");
+    assert!(
+        r.contains("198.18.1.0/24") && r.contains("blackhole 10.244.1.0/24"),
+        "{r}"
+    );
     // Peer C is removed from the configuration before the restart.
     first.remove("peer-c.yaml");
     let cfg = first.cfg.clone();
     let second = lab.kbgp_dir("kbgp2", &k, "n1", &cfg);
     second.wait_established("192.0.2.10");
-    wait_kernel(&k, "C's route swept after convergence", |r| !r.contains("198.18.9.0/24"));
+    wait_kernel(&k, "C's route swept after convergence", |r| {
+        !r.contains("198.18.9.0/24")
+    });
     std::thread::sleep(Duration::from_secs(1));
     lab.proc(mon).stop();
     let events = lab.log("monitor");
-    assert!(events.lines().any(|l| l.contains("Deleted") && l.contains("198.18.9.0/24")), "{events}");
-    assert!(!events.lines().any(|l| l.contains("Deleted") && l.contains("198.18.1.0/24")), "valid route flapped: {events}");
-    assert!(!events.lines().any(|l| l.contains("Deleted") && l.contains("10.244.1.0/24")), "blackhole flapped: {events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("Deleted") && l.contains("198.18.9.0/24")),
+        "{events}"
+    );
+    assert!(
+        !events
+            .lines()
+            .any(|l| l.contains("Deleted") && l.contains("198.18.1.0/24")),
+        "valid route flapped: {events}"
+    );
+    assert!(
+        !events
+            .lines()
+            .any(|l| l.contains("Deleted") && l.contains("10.244.1.0/24")),
+        "blackhole flapped: {events}"
+    );
     let r = bgp_routes(&k);
-    assert!(r.contains("198.18.1.0/24 via 192.0.2.10") && r.contains("blackhole 10.244.1.0/24"), "{r}");
+    assert!(
+        r.contains("198.18.1.0/24 via 192.0.2.10") && r.contains("blackhole 10.244.1.0/24"),
+        "{r}"
+    );
 }

@@ -58,6 +58,8 @@ pub struct RibEntry {
     /// For received routes: the Loc-RIB's best path, or part of the ECMP set.
     pub best: bool,
     pub multipath: bool,
+    /// Why a route was rejected (`direction` "rejected").
+    pub reason: String,
 }
 
 /// A RIB query.
@@ -66,6 +68,8 @@ pub struct RibQuery {
     pub family: Option<Family>,
     pub prefix: Option<IpNet>,
     pub peer: Option<String>,
+    /// Routes refused on import instead of the RIB.
+    pub rejected: bool,
 }
 
 /// Outcome of applying a configuration.
@@ -139,9 +143,12 @@ pub(crate) struct PeerEntry {
     pub session: Option<Session>,
     pub rib_in: AdjRibIn,
     pub rib_out: AdjRibOut,
+    pub max_prefix_warned: bool,
 }
 
 pub(crate) struct Main {
+    /// Routes refused on import, by peer, with the reason.
+    pub rejected: BTreeMap<String, BTreeMap<IpNet, String>>,
     pub global: Option<GlobalCfg>,
     pub originate: BTreeMap<IpNet, Origination>,
     pub peers: BTreeMap<String, PeerEntry>,
@@ -182,6 +189,7 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
     let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
     let (kernel_events_tx, mut kernel_events) = mpsc::unbounded_channel();
     let mut m = Main {
+        rejected: BTreeMap::new(),
         global: None,
         originate: BTreeMap::new(),
         peers: BTreeMap::new(),
@@ -295,6 +303,7 @@ impl Main {
                 session: None,
                 rib_in: AdjRibIn::default(),
                 rib_out: AdjRibOut::default(),
+                max_prefix_warned: false,
             },
         );
     }
@@ -467,6 +476,12 @@ impl Main {
                     since: to_unix(r.since),
                     best: is(0),
                     multipath,
+                    reason: self
+                        .rejected
+                        .get(key)
+                        .and_then(|r| r.get(prefix))
+                        .cloned()
+                        .unwrap_or_default(),
                 });
             }
             for (prefix, r) in p.rib_out.iter().filter(|(pfx, _)| want(pfx)) {
@@ -480,6 +495,7 @@ impl Main {
                     since: 0,
                     best: false,
                     multipath: false,
+                    reason: String::new(),
                 });
             }
         }
@@ -505,6 +521,7 @@ impl Main {
                     since: 0,
                     best,
                     multipath: false,
+                    reason: String::new(),
                 });
             }
         }

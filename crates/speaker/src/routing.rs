@@ -62,6 +62,15 @@ impl Main {
         else {
             return vec![];
         };
+        let filters = self
+            .peers
+            .get(key)
+            .map(|p| p.cfg.filters.clone())
+            .unwrap_or_default();
+        let rejected = self.rejected.entry(key.to_string()).or_default();
+        for n in update.withdrawals() {
+            rejected.remove(&n.prefix);
+        }
         let mut changed = Vec::new();
         for n in update.withdrawals() {
             if self.loc.remove(&n.prefix, key, n.path_id.unwrap_or(0)) == Changed::Yes {
@@ -81,25 +90,86 @@ impl Main {
         let ann: Vec<_> = update.announcements().map(|(n, nh)| (*n, nh)).collect();
         for (n, nh) in ann {
             let pid = n.path_id.unwrap_or(0);
-            let c = if reject.is_some() {
-                self.loc.remove(&n.prefix, key, pid)
-            } else {
-                let path = Path {
-                    source: Source::Peer(info.clone()),
-                    path_id: pid,
-                    attrs: attrs.clone(),
-                    next_hop: nh,
-                    weight: 0,
-                    igp_cost: self.igp_cost(&nh),
-                    seq: 0,
-                };
-                self.loc.upsert(n.prefix, path)
+            let verdict = match reject {
+                Some(why) => bgp_policy::Verdict::Reject(why.to_string()),
+                None => bgp_policy::evaluate(
+                    &filters,
+                    bgp_policy::Direction::Import,
+                    &n.prefix,
+                    &attrs,
+                    g.asn,
+                ),
+            };
+            let rejected = self.rejected.entry(key.to_string()).or_default();
+            let path_attrs = match verdict {
+                bgp_policy::Verdict::Reject(why) => {
+                    rejected.insert(n.prefix, why);
+                    None
+                }
+                bgp_policy::Verdict::Accept(None) => {
+                    rejected.remove(&n.prefix);
+                    Some(attrs.clone())
+                }
+                bgp_policy::Verdict::Accept(Some(changed)) => {
+                    rejected.remove(&n.prefix);
+                    Some(self.interner.intern(changed))
+                }
+            };
+            let c = match path_attrs {
+                None => self.loc.remove(&n.prefix, key, pid),
+                Some(path_attrs) => {
+                    let path = Path {
+                        source: Source::Peer(info.clone()),
+                        path_id: pid,
+                        attrs: path_attrs,
+                        next_hop: nh,
+                        weight: 0,
+                        igp_cost: self.igp_cost(&nh),
+                        seq: 0,
+                    };
+                    self.loc.upsert(n.prefix, path)
+                }
             };
             if c == Changed::Yes {
                 changed.push(n.prefix);
             }
         }
         changed
+    }
+
+    /// Enforce the peer's max-prefix limit on what it has sent and we accepted.
+    async fn check_max_prefix(&mut self, key: &str) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Some(m) = p.cfg.max_prefix else { return };
+        let accepted = p
+            .rib_in
+            .len()
+            .saturating_sub(self.rejected.get(key).map(|r| r.len()).unwrap_or(0));
+        match m.check(accepted) {
+            bgp_policy::Limit::Ok => p.max_prefix_warned = false,
+            bgp_policy::Limit::Warning => {
+                if !p.max_prefix_warned {
+                    warn!(peer = %key, accepted, limit = m.limit, "approaching the maximum number of prefixes");
+                    p.max_prefix_warned = true;
+                }
+            }
+            bgp_policy::Limit::Exceeded => {
+                warn!(peer = %key, accepted, limit = m.limit, stop = m.stop, "maximum number of prefixes exceeded");
+                if m.stop && p.session.is_some() {
+                    // RFC 4486 §4: AFI, SAFI and the limit as data.
+                    let mut data = vec![0, 1, 1];
+                    data.extend_from_slice(&m.limit.to_be_bytes());
+                    let n = bgp_wire::Notification::new(
+                        bgp_wire::notification::CEASE,
+                        bgp_wire::notification::cease::MAX_PREFIXES,
+                        data,
+                    );
+                    let _ = p.cmd.send(PeerCmd::Stop(Some(n))).await;
+                }
+            }
+        }
     }
 
     /// Remove every path of a peer (session down, peer removed).
@@ -216,7 +286,21 @@ impl Main {
             neg: &s.neg,
             local: s.local,
         };
-        export(prefix, best, &target, g, &mut self.interner)
+        let out = export(prefix, best, &target, g, &mut self.interner)?;
+        match bgp_policy::evaluate(
+            &p.cfg.filters,
+            bgp_policy::Direction::Export,
+            prefix,
+            &out.attrs,
+            g.asn,
+        ) {
+            bgp_policy::Verdict::Reject(_) => None,
+            bgp_policy::Verdict::Accept(None) => Some(out),
+            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute {
+                attrs: self.interner.intern(a),
+                next_hop: out.next_hop,
+            }),
+        }
     }
 
     /// Encode and queue the changes for one peer; `full` re-announces
@@ -313,11 +397,12 @@ impl Main {
                 let Some(p) = self.peers.get_mut(&key) else {
                     return;
                 };
-                if !p.session.as_ref().is_some_and(|s| s.gen == gen) {
+                if p.session.as_ref().is_none_or(|s| s.gen != gen) {
                     return;
                 }
                 p.session = None;
                 p.rib_out.clear();
+                self.rejected.remove(&key);
                 let prefixes: Vec<IpNet> = p.rib_in.iter().map(|((pfx, _), _)| *pfx).collect();
                 p.rib_in = Default::default();
                 info!(peer = %key, routes = prefixes.len(), "session down: routes from this peer removed");
@@ -351,6 +436,7 @@ impl Main {
                 status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
                 let changed = self.import(&key, &update);
                 self.propagate(changed).await;
+                self.check_max_prefix(&key).await;
             }
             PeerEvent::Refresh { key, gen, rr } => {
                 let ok = self

@@ -1,0 +1,337 @@
+//! Route policy: ordered filters of rules, evaluated per peer on import and
+//! export. Calico's `BGPFilter` semantics: within a filter the first matching
+//! rule decides; a filter with no matching rule passes the route to the next
+//! filter; a route no filter matched is accepted unchanged. kbgp's rules can
+//! also match communities and AS paths and change attributes on accept.
+
+use std::sync::Arc;
+
+use bgp_wire::{LargeCommunity, PathAttrs};
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Action {
+    Accept,
+    Reject,
+}
+
+/// Calico's matchOperator against the rule's CIDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MatchOp {
+    Equal,
+    NotEqual,
+    /// The prefix is the CIDR or inside it.
+    In,
+    NotIn,
+}
+
+/// Attribute changes applied when an Accept rule matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Set {
+    pub local_pref: Option<u32>,
+    pub med: Option<u32>,
+    pub add_communities: Vec<u32>,
+    pub add_large_communities: Vec<LargeCommunity>,
+    /// Prepend (AS, times).
+    pub prepend: Option<(u32, usize)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rule {
+    pub action: Option<Action>,
+    pub cidr: Option<(MatchOp, IpNet)>,
+    /// Prefix length range (inclusive).
+    pub prefix_length: Option<(u8, u8)>,
+    /// Matches when the route carries any of these.
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<LargeCommunity>,
+    pub as_path_contains: Option<u32>,
+    pub max_as_path_length: Option<usize>,
+    pub set: Set,
+}
+
+impl Rule {
+    pub fn matches(&self, prefix: &IpNet, a: &PathAttrs) -> bool {
+        if let Some((op, cidr)) = &self.cidr {
+            let same_family = matches!(
+                (prefix, cidr),
+                (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
+            );
+            let inside = same_family && cidr.contains(prefix);
+            let ok = match op {
+                MatchOp::Equal => prefix == cidr,
+                MatchOp::NotEqual => prefix != cidr,
+                MatchOp::In => inside,
+                MatchOp::NotIn => !inside,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some((min, max)) = self.prefix_length {
+            let l = prefix.prefix_len();
+            if l < min || l > max {
+                return false;
+            }
+        }
+        if !self.communities.is_empty()
+            && !self.communities.iter().any(|c| a.communities.contains(c))
+        {
+            return false;
+        }
+        if !self.large_communities.is_empty()
+            && !self
+                .large_communities
+                .iter()
+                .any(|c| a.large_communities.contains(c))
+        {
+            return false;
+        }
+        if let Some(asn) = self.as_path_contains {
+            if !a.as_path.as_ref().is_some_and(|p| p.contains(asn)) {
+                return false;
+            }
+        }
+        if let Some(max) = self.max_as_path_length {
+            if a.as_path.as_ref().map(|p| p.len()).unwrap_or(0) > max {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One named filter: rules per direction and family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Filter {
+    pub name: String,
+    pub import_v4: Vec<Rule>,
+    pub import_v6: Vec<Rule>,
+    pub export_v4: Vec<Rule>,
+    pub export_v6: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Import,
+    Export,
+}
+
+/// What policy decided for a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted; with changed attributes when a rule set some.
+    Accept(Option<PathAttrs>),
+    /// Rejected, with the reason shown by `kbgp show rib --rejected`.
+    Reject(String),
+}
+
+fn apply_set(set: &Set, a: &PathAttrs, local_as: u32) -> Option<PathAttrs> {
+    if *set == Set::default() {
+        return None;
+    }
+    let mut a = a.clone();
+    if let Some(lp) = set.local_pref {
+        a.local_pref = Some(lp);
+    }
+    if let Some(m) = set.med {
+        a.med = Some(m);
+    }
+    for c in &set.add_communities {
+        if !a.communities.contains(c) {
+            a.communities.push(*c);
+        }
+    }
+    for c in &set.add_large_communities {
+        if !a.large_communities.contains(c) {
+            a.large_communities.push(*c);
+        }
+    }
+    if let Some((asn, n)) = set.prepend {
+        // AS 0 stands for the speaker's own AS.
+        let asn = if asn == 0 { local_as } else { asn };
+        a.as_path
+            .get_or_insert_with(Default::default)
+            .prepend(asn, n);
+    }
+    Some(a)
+}
+
+/// Run `filters` in order on one route of a speaker in `local_as`.
+pub fn evaluate(
+    filters: &[Arc<Filter>],
+    dir: Direction,
+    prefix: &IpNet,
+    a: &PathAttrs,
+    local_as: u32,
+) -> Verdict {
+    for f in filters {
+        let rules = match (dir, prefix) {
+            (Direction::Import, IpNet::V4(_)) => &f.import_v4,
+            (Direction::Import, IpNet::V6(_)) => &f.import_v6,
+            (Direction::Export, IpNet::V4(_)) => &f.export_v4,
+            (Direction::Export, IpNet::V6(_)) => &f.export_v6,
+        };
+        for (i, r) in rules.iter().enumerate() {
+            if !r.matches(prefix, a) {
+                continue;
+            }
+            return match r.action.unwrap_or(Action::Accept) {
+                Action::Accept => Verdict::Accept(apply_set(&r.set, a, local_as)),
+                Action::Reject => Verdict::Reject(format!("BGPFilter {} rule {}", f.name, i + 1)),
+            };
+        }
+    }
+    Verdict::Accept(None)
+}
+
+/// Max-prefix limit on what one peer may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MaxPrefix {
+    pub limit: u32,
+    /// Log a warning from this percentage of the limit.
+    pub warning_percent: u8,
+    /// Stop the session (Cease/Maximum Number of Prefixes Reached) when exceeded; else only log.
+    pub stop: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Ok,
+    Warning,
+    Exceeded,
+}
+
+impl MaxPrefix {
+    pub fn check(&self, count: usize) -> Limit {
+        if count > self.limit as usize {
+            Limit::Exceeded
+        } else if count * 100 >= self.limit as usize * self.warning_percent as usize {
+            Limit::Warning
+        } else {
+            Limit::Ok
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bgp_wire::AsPath;
+
+    fn rule(action: Action, op: MatchOp, cidr: &str) -> Rule {
+        Rule {
+            action: Some(action),
+            cidr: Some((op, cidr.parse().unwrap())),
+            ..Default::default()
+        }
+    }
+
+    fn attrs() -> PathAttrs {
+        PathAttrs {
+            as_path: Some(AsPath::from_sequence(vec![65100])),
+            communities: vec![(65100 << 16) | 1],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn calico_semantics_first_match_then_next_filter_then_accept() {
+        let f1 = Arc::new(Filter {
+            name: "no-cluster".into(),
+            import_v4: vec![
+                rule(Action::Reject, MatchOp::In, "10.244.0.0/16"),
+                rule(Action::Accept, MatchOp::Equal, "192.168.0.1/32"),
+            ],
+            ..Default::default()
+        });
+        let f2 = Arc::new(Filter {
+            name: "only-vips".into(),
+            import_v4: vec![rule(Action::Reject, MatchOp::NotIn, "192.168.0.0/16")],
+            ..Default::default()
+        });
+        let fs = [f1, f2];
+        let v = |p: &str| evaluate(&fs, Direction::Import, &p.parse().unwrap(), &attrs(), 65001);
+        assert_eq!(
+            v("10.244.2.0/24"),
+            Verdict::Reject("BGPFilter no-cluster rule 1".into())
+        );
+        assert_eq!(v("192.168.0.1/32"), Verdict::Accept(None));
+        assert_eq!(
+            v("198.18.0.0/24"),
+            Verdict::Reject("BGPFilter only-vips rule 1".into())
+        );
+        assert_eq!(v("192.168.5.0/24"), Verdict::Accept(None));
+        // IPv6 rules are separate: no IPv6 rule, accepted.
+        assert_eq!(v("2001:db8::/32"), Verdict::Accept(None));
+        assert_eq!(
+            evaluate(
+                &fs,
+                Direction::Export,
+                &"10.244.2.0/24".parse().unwrap(),
+                &attrs(),
+                65001
+            ),
+            Verdict::Accept(None)
+        );
+    }
+
+    #[test]
+    fn prefix_length_communities_as_path_and_sets() {
+        let r = Rule {
+            action: Some(Action::Accept),
+            cidr: Some((MatchOp::In, "192.168.0.0/16".parse().unwrap())),
+            prefix_length: Some((24, 32)),
+            communities: vec![(65100 << 16) | 1],
+            as_path_contains: Some(65100),
+            set: Set {
+                local_pref: Some(200),
+                add_communities: vec![7],
+                prepend: Some((65001, 2)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let a = attrs();
+        assert!(r.matches(&"192.168.1.0/24".parse().unwrap(), &a));
+        assert!(
+            !r.matches(&"192.168.0.0/16".parse().unwrap(), &a),
+            "too short"
+        );
+        let mut other = a.clone();
+        other.communities.clear();
+        assert!(!r.matches(&"192.168.1.0/24".parse().unwrap(), &other));
+        let f = [Arc::new(Filter {
+            name: "x".into(),
+            import_v4: vec![r],
+            ..Default::default()
+        })];
+        match evaluate(
+            &f,
+            Direction::Import,
+            &"192.168.1.0/24".parse().unwrap(),
+            &a,
+            65001,
+        ) {
+            Verdict::Accept(Some(n)) => {
+                assert_eq!(n.local_pref, Some(200));
+                assert!(n.communities.contains(&7));
+                assert_eq!(n.as_path.unwrap().to_string(), "65001 65001 65100");
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn max_prefix_levels() {
+        let m = MaxPrefix {
+            limit: 10,
+            warning_percent: 80,
+            stop: true,
+        };
+        assert_eq!(m.check(7), Limit::Ok);
+        assert_eq!(m.check(8), Limit::Warning);
+        assert_eq!(m.check(10), Limit::Warning);
+        assert_eq!(m.check(11), Limit::Exceeded);
+    }
+}

@@ -1,0 +1,128 @@
+//! Policy: Calico's BGPFilter (as written for calicoctl) on import and
+//! export, rejected routes shown with their reason, and max-prefix.
+
+mod common;
+use std::time::Duration;
+
+use common::*;
+
+const FILTER: &str = r#"apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata:
+  name: no-cluster-prefixes
+spec:
+  importV4:
+  - action: Reject
+    matchOperator: In
+    cidr: 10.244.0.0/16
+  exportV4:
+  - action: Reject
+    matchOperator: Equal
+    cidr: 192.16.0.0/12
+"#;
+
+#[test]
+fn bgpfilter_import_export_rejected_reasons_and_max_prefix() {
+    let mut lab = Lab::new("policy");
+    let k = lab.ns("k");
+    let a = lab.ns("a");
+    let b = lab.ns("b");
+    lab.lan(&[
+        (&k, &["192.0.2.2/24"]),
+        (&a, &["192.0.2.10/24"]),
+        (&b, &["192.0.2.11/24"]),
+    ]);
+    let speaker = |id: &str, asn: u32, routes: &[&str]| {
+        let statics: String = routes
+            .iter()
+            .map(|r| format!("route {r} blackhole; "))
+            .collect();
+        format!(
+            "router id {id};\nprotocol device {{}}\nprotocol static {{ ipv4; {statics}}}\n\
+             protocol bgp kbgp {{ local {id} as {asn}; neighbor 192.0.2.2 as 65001; connect retry time 1; ipv4 {{ import all; export all; }}; }}\n"
+        )
+    };
+    let bird_a = lab.bird(
+        "a",
+        &a,
+        &speaker("192.0.2.10", 65010, &["10.244.5.0/24", "198.18.7.0/24"]),
+    );
+    let bird_b = lab.bird(
+        "b",
+        &b,
+        &speaker(
+            "192.0.2.11",
+            65011,
+            &["198.18.20.0/24", "198.18.21.0/24", "198.18.22.0/24"],
+        ),
+    );
+    let peer_a = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: a}\nspec:\n  peerIP: 192.0.2.10\n  asNumber: 65010\n  filters:\n  - no-cluster-prefixes\n";
+    let peer_b = "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: b}\nspec: {peerIP: 192.0.2.11, asNumber: 65011, maxPrefixes: 2}\n";
+    let kbgp = lab.kbgp(
+        "kbgp",
+        &k,
+        "n1",
+        &[
+            ("node.yaml", &node_yaml("n1", &["192.0.2.2"], &["10.244.1.0/24"])),
+            (
+                "bgpconfig.yaml",
+                "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec:\n  asNumber: 65001\n  nodeToNodeMeshEnabled: false\n  serviceClusterIPs:\n  - cidr: 192.16.0.0/12\n",
+            ),
+            ("filter.yaml", FILTER),
+            ("peers.yaml", &format!("{peer_a}---\n{peer_b}")),
+        ],
+    );
+    kbgp.wait_established("192.0.2.10");
+    kbgp.wait_received("192.0.2.10", "198.18.7.0/24");
+    // Import: the cluster prefix is refused, with the reason, and never reaches the kernel.
+    let rej = wait_for("the rejected route", Duration::from_secs(15), || {
+        let v = kbgp.json(&["show", "rib", "--rejected"])?;
+        v["routes"]
+            .as_array()
+            .and_then(|r| r.iter().find(|x| x["prefix"] == "10.244.5.0/24").cloned())
+            .ok_or_else(|| v.to_string())
+    });
+    assert_eq!(rej["reason"], "BGPFilter no-cluster-prefixes rule 1");
+    assert_eq!(rej["peer"], "192.0.2.10");
+    let (ok, text) = kbgp.cli(&["show", "rib", "--rejected"]);
+    assert!(
+        ok && text.contains("BGPFilter no-cluster-prefixes rule 1"),
+        "{text}"
+    );
+    let r = wait_kernel(&k, "198.18.7.0/24 installed", |r| {
+        r.contains("198.18.7.0/24")
+    });
+    assert!(!r.contains("10.244.5.0/24"), "{r}");
+    // Export: the pod block goes out, the filtered service range does not.
+    bird_a.wait_route("10.244.1.0/24");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!bird_a
+        .cli("show route 192.16.0.0/12")
+        .contains("192.16.0.0/12"));
+
+    // Max-prefix: B sends 3 prefixes with a limit of 2.
+    wait_for(
+        "B to see Maximum number of prefixes reached",
+        Duration::from_secs(30),
+        || {
+            let out = bird_b.protocol("kbgp");
+            if out.to_lowercase().contains("maximum number of prefixes") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    let p = kbgp.peer("192.0.2.11").unwrap();
+    assert_ne!(p["state"], "Established");
+    assert!(
+        p["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Maximum Number of Prefixes Reached"),
+        "{p}"
+    );
+    // Its routes are gone; A is untouched.
+    wait_kernel(&k, "B's routes removed", |r| !r.contains("198.18.20.0/24"));
+    assert_eq!(kbgp.peer("192.0.2.10").unwrap()["state"], "Established");
+}

@@ -172,33 +172,16 @@ impl AdjRibOut {
     /// Move to `wanted`, returning what must be sent. With `full`, everything
     /// wanted is announced again (initial sync, route refresh).
     pub fn diff(&mut self, wanted: BTreeMap<IpNet, OutRoute>, full: bool) -> OutDiff {
-        let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
-        let mut order = Vec::new();
-        for (p, r) in &wanted {
-            if !full && self.routes.get(p) == Some(r) {
-                continue;
-            }
-            let fam = Nlri::new(*p).family();
-            let k = (Arc::as_ptr(&r.attrs), r.next_hop, fam);
-            let e = groups.entry(k).or_insert_with(|| {
-                order.push(k);
-                (r.attrs.clone(), Vec::new())
-            });
-            e.1.push(Nlri::new(*p));
-        }
-        let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
-        for p in self.routes.keys().filter(|p| !wanted.contains_key(p)) {
-            let n = Nlri::new(*p);
-            withdraw.entry(n.family()).or_default().push(n);
-        }
-        self.routes = wanted;
-        OutDiff {
-            announce: order
-                .into_iter()
-                .filter_map(|k| groups.remove(&k).map(|(a, v)| (a, k.1, k.2, v)))
-                .collect(),
-            withdraw: withdraw.into_iter().collect(),
-        }
+        let gone: Vec<(IpNet, Option<OutRoute>)> = self
+            .routes
+            .keys()
+            .filter(|p| !wanted.contains_key(p))
+            .map(|p| (*p, None))
+            .collect();
+        self.changes(
+            wanted.into_iter().map(|(p, r)| (p, Some(r))).chain(gone),
+            full,
+        )
     }
 
     /// Apply changes for some prefixes only (`None` = the peer should not have
@@ -207,17 +190,26 @@ impl AdjRibOut {
         &mut self,
         changes: impl IntoIterator<Item = (IpNet, Option<OutRoute>)>,
     ) -> OutDiff {
+        self.changes(changes, false)
+    }
+
+    /// Announcements grouped by attribute set, next hop and family (one
+    /// UPDATE carries many prefixes); withdrawals by family.
+    fn changes(
+        &mut self,
+        changes: impl IntoIterator<Item = (IpNet, Option<OutRoute>)>,
+        resend: bool,
+    ) -> OutDiff {
         let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
         let mut order = Vec::new();
         let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
         for (p, want) in changes {
             match want {
                 Some(r) => {
-                    if self.routes.get(&p) == Some(&r) {
+                    if !resend && self.routes.get(&p) == Some(&r) {
                         continue;
                     }
-                    let fam = Nlri::new(p).family();
-                    let k = (Arc::as_ptr(&r.attrs), r.next_hop, fam);
+                    let k = (Arc::as_ptr(&r.attrs), r.next_hop, Nlri::new(p).family());
                     groups
                         .entry(k)
                         .or_insert_with(|| {

@@ -29,39 +29,18 @@ protocol bgp k6 {
 #[test]
 fn kbgp_bird_ebgp_ipv4_ipv6_with_communities() {
     let mut lab = Lab::new("bird");
-    let k = lab.ns("k");
-    let b = lab.ns("b");
-    lab.link(
-        &k,
-        &["192.0.2.2/24", "2001:db8::2/64"],
-        &b,
-        &["192.0.2.1/24", "2001:db8::1/64"],
-    );
+    let (k, b) = dual_stack_pair(&mut lab, "b");
     let bird = lab.bird("bird", &b, BIRD_CONF);
-    let kbgp = lab.kbgp(
-        "kbgp",
+    let kbgp = seed002_node(
+        &mut lab,
         &k,
-        "n1",
+        65001,
         &[
-            (
-                "node.yaml",
-                &node_yaml(
-                    "n1",
-                    &["192.0.2.2", "2001:db8::2"],
-                    &["192.168.170.0/24", "2001:db8:170::/64"],
-                ),
-            ),
-            ("bgpconfig.yaml", &seed002_config(65001, false)),
-            (
-                "peers.yaml",
-                &format!(
-                    "{}---\n{}",
-                    peer_yaml("bird4", "192.0.2.1", 65002),
-                    peer_yaml("bird6", "2001:db8::1", 65002)
-                ),
-            ),
+            ("bird4", "192.0.2.1", 65002),
+            ("bird6", "2001:db8::1", 65002),
         ],
     );
+
     let p4 = kbgp.wait_established("192.0.2.1");
     assert_eq!(p4["peer_as"], 65002);
     assert!(p4["four_octet_as"].as_bool().unwrap());

@@ -7,14 +7,7 @@ use common::*;
 #[test]
 fn kbgp_exabgp_ipv4_and_ipv6_over_one_session() {
     let mut lab = Lab::new("exabgp");
-    let k = lab.ns("k");
-    let x = lab.ns("x");
-    lab.link(
-        &k,
-        &["192.0.2.2/24", "2001:db8::2/64"],
-        &x,
-        &["192.0.2.1/24", "2001:db8::1/64"],
-    );
+    let (k, x) = dual_stack_pair(&mut lab, "x");
     let sink = lab.exabgp_sink("exabgp");
     let conf = format!(
         r#"
@@ -41,23 +34,8 @@ neighbor 192.0.2.2 {{
         sink = sink.display()
     );
     let exa = lab.exabgp("exabgp", &x, &conf);
-    let kbgp = lab.kbgp(
-        "kbgp",
-        &k,
-        "n1",
-        &[
-            (
-                "node.yaml",
-                &node_yaml(
-                    "n1",
-                    &["192.0.2.2", "2001:db8::2"],
-                    &["192.168.170.0/24", "2001:db8:170::/64"],
-                ),
-            ),
-            ("bgpconfig.yaml", &seed002_config(65001, false)),
-            ("peer.yaml", &peer_yaml("exa", "192.0.2.1", 65004)),
-        ],
-    );
+    let kbgp = seed002_node(&mut lab, &k, 65001, &[("exa", "192.0.2.1", 65004)]);
+
     let p = kbgp.wait_established("192.0.2.1");
     assert!(p["families"].as_array().unwrap().len() == 2, "{p}");
 

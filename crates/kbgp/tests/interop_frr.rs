@@ -31,39 +31,15 @@ route-map tagit permit 10
 #[test]
 fn kbgp_frr_ibgp_ipv4_ipv6_seed002_communities() {
     let mut lab = Lab::new("frr");
-    let k = lab.ns("k");
-    let f = lab.ns("f");
-    lab.link(
-        &k,
-        &["192.0.2.2/24", "2001:db8::2/64"],
-        &f,
-        &["192.0.2.1/24", "2001:db8::1/64"],
-    );
+    let (k, f) = dual_stack_pair(&mut lab, "f");
     let frr = lab.frr("frr", &f, FRR_CONF);
-    let kbgp = lab.kbgp(
-        "kbgp",
+    let kbgp = seed002_node(
+        &mut lab,
         &k,
-        "n1",
-        &[
-            (
-                "node.yaml",
-                &node_yaml(
-                    "n1",
-                    &["192.0.2.2", "2001:db8::2"],
-                    &["192.168.170.0/24", "2001:db8:170::/64"],
-                ),
-            ),
-            ("bgpconfig.yaml", &seed002_config(65535, true)),
-            (
-                "peers.yaml",
-                &format!(
-                    "{}---\n{}",
-                    peer_yaml("tor4", "192.0.2.1", 65535),
-                    peer_yaml("tor6", "2001:db8::1", 65535)
-                ),
-            ),
-        ],
+        65535,
+        &[("tor4", "192.0.2.1", 65535), ("tor6", "2001:db8::1", 65535)],
     );
+
     let p = kbgp.wait_established("192.0.2.1");
     // FRR's datacenter profile proposes 9 s; the lower hold time wins.
     assert_eq!(p["hold_time"], 9);

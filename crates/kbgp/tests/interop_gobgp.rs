@@ -26,14 +26,7 @@ const GOBGP_CONF: &str = r#"
 #[test]
 fn kbgp_gobgp_ebgp_ipv4_ipv6_with_communities() {
     let mut lab = Lab::new("gobgp");
-    let k = lab.ns("k");
-    let g = lab.ns("g");
-    lab.link(
-        &k,
-        &["192.0.2.2/24", "2001:db8::2/64"],
-        &g,
-        &["192.0.2.1/24", "2001:db8::1/64"],
-    );
+    let (k, g) = dual_stack_pair(&mut lab, "g");
     let gobgp = lab.gobgp("gobgp", &g, GOBGP_CONF);
     let (ok, out) = gobgp.cli(&[
         "global",
@@ -50,30 +43,13 @@ fn kbgp_gobgp_ebgp_ipv4_ipv6_with_communities() {
     assert!(ok, "{out}");
     let (ok, out) = gobgp.cli(&["global", "rib", "-a", "ipv6", "add", "2001:db8:8::/48"]);
     assert!(ok, "{out}");
-    let kbgp = lab.kbgp(
-        "kbgp",
+    let kbgp = seed002_node(
+        &mut lab,
         &k,
-        "n1",
-        &[
-            (
-                "node.yaml",
-                &node_yaml(
-                    "n1",
-                    &["192.0.2.2", "2001:db8::2"],
-                    &["192.168.170.0/24", "2001:db8:170::/64"],
-                ),
-            ),
-            ("bgpconfig.yaml", &seed002_config(65001, false)),
-            (
-                "peers.yaml",
-                &format!(
-                    "{}---\n{}",
-                    peer_yaml("g4", "192.0.2.1", 65003),
-                    peer_yaml("g6", "2001:db8::1", 65003)
-                ),
-            ),
-        ],
+        65001,
+        &[("g4", "192.0.2.1", 65003), ("g6", "2001:db8::1", 65003)],
     );
+
     kbgp.wait_established("192.0.2.1");
     kbgp.wait_established("2001:db8::1");
 

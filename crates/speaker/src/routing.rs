@@ -458,34 +458,26 @@ impl Main {
         let enhanced = s.neg.enhanced_route_refresh;
         let ctx = s.neg.ctx();
         let (gen, cmd) = (s.gen, p.cmd.clone());
-        if enhanced {
-            let b = Message::RouteRefresh(RouteRefresh {
+        // RFC 7313 §4: BoRR (subtype 1) before, EoRR (subtype 2) after.
+        let marker = |subtype| {
+            let bytes = Message::RouteRefresh(RouteRefresh {
                 family: rr.family,
-                subtype: 1,
+                subtype,
             })
-            .to_bytes(&ctx);
-            let _ = cmd
-                .send(PeerCmd::Send {
-                    gen,
-                    bytes: b.freeze(),
-                    updates: 0,
-                })
-                .await;
+            .to_bytes(&ctx)
+            .freeze();
+            PeerCmd::Send {
+                gen,
+                bytes,
+                updates: 0,
+            }
+        };
+        if enhanced {
+            let _ = cmd.send(marker(1)).await;
         }
         self.sync_full(key).await;
         if enhanced {
-            let b = Message::RouteRefresh(RouteRefresh {
-                family: rr.family,
-                subtype: 2,
-            })
-            .to_bytes(&ctx);
-            let _ = cmd
-                .send(PeerCmd::Send {
-                    gen,
-                    bytes: b.freeze(),
-                    updates: 0,
-                })
-                .await;
+            let _ = cmd.send(marker(2)).await;
         }
     }
 

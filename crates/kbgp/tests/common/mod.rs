@@ -717,3 +717,44 @@ pub fn wait_kernel(ns: &str, what: &str, want: impl Fn(&str) -> bool) -> String 
         }
     })
 }
+
+/// Two namespaces `k` (kbgp: 192.0.2.2, 2001:db8::2) and `name` (the other
+/// router: 192.0.2.1, 2001:db8::1) on one link.
+pub fn dual_stack_pair(lab: &mut Lab, name: &str) -> (String, String) {
+    let k = lab.ns("k");
+    let other = lab.ns(name);
+    lab.link(
+        &k,
+        &["192.0.2.2/24", "2001:db8::2/64"],
+        &other,
+        &["192.0.2.1/24", "2001:db8::1/64"],
+    );
+    (k, other)
+}
+
+/// kbgp node `n1` in `ns` (192.0.2.2, 2001:db8::2; pod CIDRs 192.168.170.0/24 and
+/// 2001:db8:170::/64) with seed 002's BGPConfiguration in AS `asn`, peering with
+/// `peers` as (name, address, AS).
+pub fn seed002_node(lab: &mut Lab, ns: &str, asn: u32, peers: &[(&str, &str, u32)]) -> Kbgp {
+    let peers: Vec<String> = peers
+        .iter()
+        .map(|(n, ip, a)| peer_yaml(n, ip, *a))
+        .collect();
+    lab.kbgp(
+        "kbgp",
+        ns,
+        "n1",
+        &[
+            (
+                "node.yaml",
+                &node_yaml(
+                    "n1",
+                    &["192.0.2.2", "2001:db8::2"],
+                    &["192.168.170.0/24", "2001:db8:170::/64"],
+                ),
+            ),
+            ("bgpconfig.yaml", &seed002_config(asn, false)),
+            ("peers.yaml", &peers.join("---\n")),
+        ],
+    )
+}

@@ -17,6 +17,7 @@ pub mod export;
 mod kernel;
 mod peer;
 mod routing;
+pub mod sockopt;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -154,7 +155,9 @@ pub(crate) struct Main {
     pub peers: BTreeMap<String, PeerEntry>,
     pub interner: Interner,
     pub loc: LocRib,
-    listener: Option<(SocketAddr, JoinHandle<()>)>,
+    listener: Option<Listener>,
+    /// TCP MD5 keys set on the listener, by peer address.
+    md5_keys: BTreeMap<IpAddr, String>,
     events_tx: mpsc::UnboundedSender<PeerEvent>,
     incoming_tx: mpsc::UnboundedSender<(TcpStream, SocketAddr)>,
     // ---- kernel ----
@@ -196,6 +199,7 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
         interner: Interner::default(),
         loc: LocRib::new(BestCfg::default()),
         listener: None,
+        md5_keys: BTreeMap::new(),
         events_tx,
         incoming_tx,
         kernel_choice,
@@ -238,25 +242,28 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn listen(bind: SocketAddr, tx: mpsc::UnboundedSender<(TcpStream, SocketAddr)>) {
-    let l = match TcpListener::bind(bind).await {
+/// The listening socket and its accept task.
+struct Listener {
+    bind: SocketAddr,
+    fd: std::os::fd::RawFd,
+    _socket: Arc<TcpListener>,
+    task: JoinHandle<()>,
+}
+
+fn bind_listener(bind: SocketAddr) -> std::io::Result<TcpListener> {
+    let std_listener = match std::net::TcpListener::bind(bind) {
         Ok(l) => l,
         Err(e) if bind.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
             warn!(%bind, error = %e, "IPv6 listen failed, falling back to IPv4");
-            match TcpListener::bind(SocketAddr::new([0, 0, 0, 0].into(), bind.port())).await {
-                Ok(l) => l,
-                Err(e) => {
-                    error!(%bind, error = %e, "cannot listen");
-                    return;
-                }
-            }
+            std::net::TcpListener::bind(SocketAddr::new([0, 0, 0, 0].into(), bind.port()))?
         }
-        Err(e) => {
-            error!(%bind, error = %e, "cannot listen");
-            return;
-        }
+        Err(e) => return Err(e),
     };
-    info!(addr = %bind, "listening for BGP connections");
+    std_listener.set_nonblocking(true)?;
+    TcpListener::from_std(std_listener)
+}
+
+async fn accept_loop(l: Arc<TcpListener>, tx: mpsc::UnboundedSender<(TcpStream, SocketAddr)>) {
     loop {
         match l.accept().await {
             Ok((s, remote)) => {
@@ -355,13 +362,30 @@ impl Main {
             d.global.bind.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
             d.global.listen_port,
         );
-        if self.listener.as_ref().map(|(a, _)| *a) != Some(bind) {
-            if let Some((_, h)) = self.listener.take() {
-                h.abort();
+        if self.listener.as_ref().map(|l| l.bind) != Some(bind) {
+            if let Some(l) = self.listener.take() {
+                l.task.abort();
             }
-            let h = tokio::spawn(listen(bind, self.incoming_tx.clone()));
-            self.listener = Some((bind, h));
+            self.md5_keys.clear();
+            match bind_listener(bind) {
+                Ok(l) => {
+                    use std::os::fd::AsRawFd;
+                    info!(addr = %bind, "listening for BGP connections");
+                    let l = Arc::new(l);
+                    let task = tokio::spawn(accept_loop(l.clone(), self.incoming_tx.clone()));
+                    self.listener = Some(Listener {
+                        bind,
+                        fd: l.as_raw_fd(),
+                        _socket: l,
+                        task,
+                    });
+                }
+                Err(e) => {
+                    error!(%bind, error = %e, "cannot listen; only outgoing sessions will work")
+                }
+            }
         }
+        self.sync_md5(&d);
         // Peers: remove, change, add.
         let gone: Vec<String> = self
             .peers
@@ -418,6 +442,32 @@ impl Main {
             self.propagate(changed).await;
         }
         sum
+    }
+
+    /// Keep the listener's TCP MD5 keys equal to the peers' passwords.
+    fn sync_md5(&mut self, d: &Desired) {
+        let Some(l) = &self.listener else { return };
+        let want: BTreeMap<IpAddr, String> = d
+            .peers
+            .values()
+            .filter_map(|p| match (&p.target, &p.password) {
+                (PeerTarget::Addr(a), Some(pw)) => Some((*a, pw.clone())),
+                _ => None,
+            })
+            .collect();
+        for a in self.md5_keys.keys().filter(|a| !want.contains_key(a)) {
+            if let Err(e) = sockopt::set_md5(l.fd, *a, None) {
+                warn!(peer = %a, "cannot remove TCP MD5 key: {e}");
+            }
+        }
+        for (a, pw) in &want {
+            if self.md5_keys.get(a) != Some(pw) {
+                if let Err(e) = sockopt::set_md5(l.fd, *a, Some(pw.as_bytes())) {
+                    error!(peer = %a, "cannot set TCP MD5 key: {e}");
+                }
+            }
+        }
+        self.md5_keys = want;
     }
 
     async fn incoming(&mut self, stream: TcpStream, remote: SocketAddr) {
@@ -544,8 +594,8 @@ impl Main {
             }
         }
         // Kernel routes stay: a restart finds them and keeps what is still valid.
-        if let Some((_, h)) = self.listener.take() {
-            h.abort();
+        if let Some(l) = self.listener.take() {
+            l.task.abort();
         }
     }
 }

@@ -173,9 +173,6 @@ impl Peer {
         if matches!(self.cfg.target, PeerTarget::Interface(_)) {
             return Some("BGP unnumbered (interface peers) is not implemented yet");
         }
-        if self.cfg.password.is_some() {
-            return Some("TCP MD5 password is not implemented yet");
-        }
         None
     }
 
@@ -353,10 +350,11 @@ impl Peer {
         let remote = SocketAddr::new(addr, self.cfg.port);
         let source = self.cfg.source_address;
         let ttl = self.ttl();
+        let password = self.cfg.password.clone();
         let tx = run.ev_tx.clone();
         tokio::spawn(
             async move {
-                let r = connect(remote, source, ttl).await;
+                let r = connect(remote, source, ttl, password.as_deref()).await;
                 let _ = tx.send(ConnEvent::Connected(r));
             }
             .in_current_span(),
@@ -555,6 +553,7 @@ async fn connect(
     remote: SocketAddr,
     source: Option<IpAddr>,
     ttl: u32,
+    password: Option<&str>,
 ) -> Result<TcpStream, String> {
     let sock = if remote.is_ipv4() {
         TcpSocket::new_v4()
@@ -562,6 +561,11 @@ async fn connect(
         TcpSocket::new_v6()
     }
     .map_err(|e| format!("socket: {e}"))?;
+    if let Some(pw) = password {
+        use std::os::fd::AsRawFd;
+        crate::sockopt::set_md5(sock.as_raw_fd(), remote.ip(), Some(pw.as_bytes()))
+            .map_err(|e| format!("TCP MD5: {e}"))?;
+    }
     if let Some(src) = source {
         sock.bind(SocketAddr::new(src, 0))
             .map_err(|e| format!("bind {src}: {e}"))?;

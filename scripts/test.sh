@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 need=()
-for p in bird2 frr gobgpd exabgp iproute2 iputils-ping python3 procps; do
+for p in bird2 frr gobgpd exabgp iproute2 iputils-ping python3 procps systemd; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

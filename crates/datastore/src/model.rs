@@ -557,6 +557,16 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
             .map_err(|_| invalid("Node", node_name, format!("podCIDR {c:?} is not a CIDR")))?;
         add(p, "pod CIDR");
     }
+    for c in gspec
+        .prefixes
+        .iter()
+        .chain(nspec.map(|n| n.prefixes.iter()).into_iter().flatten())
+    {
+        let p: IpNet = c
+            .parse()
+            .map_err(|_| cfg_err(format!("prefixes: {c:?} is not a CIDR")))?;
+        add(p, "configured prefix");
+    }
     for (list, reason) in [
         (&gspec.service_cluster_ips, "service cluster IPs"),
         (&gspec.service_external_ips, "service external IPs"),

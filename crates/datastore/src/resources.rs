@@ -210,6 +210,10 @@ pub struct BgpConfigurationSpec {
     /// Compare MED between paths from different neighbour ASes.
     #[serde(default, rename = "alwaysCompareMED")]
     pub always_compare_med: Option<bool>,
+    /// More prefixes to originate (a host's loopback, for instance), besides
+    /// pod CIDRs and service ranges; `node.NAME` configurations add their own.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
 }
 
 impl BgpConfigurationSpec {
@@ -220,6 +224,7 @@ impl BgpConfigurationSpec {
         "kernelRouteTable",
         "maxPaths",
         "alwaysCompareMED",
+        "prefixes",
     ];
 }
 

@@ -104,10 +104,25 @@ pub async fn run(o: DaemonOpts) -> u8 {
             return 1;
         }
     };
+    let notify = crate::sdnotify::Notifier::from_env();
+    if let Some(n) = &notify {
+        n.send("READY=1\nSTATUS=sessions configured");
+    }
+    let mut watchdog = crate::sdnotify::Notifier::from_env()
+        .and(crate::sdnotify::Notifier::watchdog_interval())
+        .map(tokio::time::interval);
     let mut tick = tokio::time::interval(Duration::from_secs(o.poll_interval.max(1)));
     let mut seen = datastore::fingerprint(&o.config_dir);
     loop {
         tokio::select! {
+            _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
+                // Only when the speaker still answers: a hung main loop stops the pings.
+                if speaker.global().await.is_ok() {
+                    if let Some(n) = &notify {
+                        n.send("WATCHDOG=1");
+                    }
+                }
+            }
             _ = tick.tick() => {
                 let fp = datastore::fingerprint(&o.config_dir);
                 if fp != seen {
@@ -116,12 +131,21 @@ pub async fn run(o: DaemonOpts) -> u8 {
                 }
             }
             _ = hup.recv() => {
+                if let Some(n) = &notify {
+                    n.send("RELOADING=1");
+                }
                 seen = datastore::fingerprint(&o.config_dir);
                 reload(&o.config_dir, &o.node, &speaker, "SIGHUP").await;
+                if let Some(n) = &notify {
+                    n.send("READY=1");
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    if let Some(n) = &notify {
+        n.send("STOPPING=1");
     }
     info!("stopping: sending Cease to every peer");
     if tokio::time::timeout(Duration::from_secs(10), speaker.shutdown())

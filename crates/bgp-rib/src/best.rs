@@ -23,6 +23,8 @@ pub struct PeerInfo {
     pub ibgp: bool,
     /// A route reflector client of ours (RFC 4456).
     pub rr_client: bool,
+    /// The interface of a session over link-local addresses (for gateways).
+    pub ifindex: Option<u32>,
 }
 
 /// Where a path came from.

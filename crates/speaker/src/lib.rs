@@ -15,6 +15,7 @@
 
 pub mod export;
 mod kernel;
+pub mod ndp;
 mod peer;
 mod routing;
 pub mod sockopt;
@@ -282,6 +283,8 @@ async fn accept_loop(l: Arc<TcpListener>, tx: mpsc::UnboundedSender<(TcpStream, 
 impl Main {
     fn session_cfg(&self, g: &GlobalCfg, p: &PeerCfg) -> SessionCfg {
         let mut s = SessionCfg::new(g.asn, p.remote_as, g.router_id);
+        // Unnumbered sessions carry IPv4 with IPv6 next hops (RFC 8950).
+        s.extended_next_hop = matches!(p.target, PeerTarget::Interface(_));
         s.hold_time = p.hold_time;
         s.graceful_restart = p.max_restart_time.map(|t| t.min(4095) as u16);
         s
@@ -472,10 +475,13 @@ impl Main {
 
     async fn incoming(&mut self, stream: TcpStream, remote: SocketAddr) {
         let ip = canonical(remote.ip());
-        let found = self
-            .peers
-            .values()
-            .find(|p| matches!(p.cfg.target, PeerTarget::Addr(a) if a == ip));
+        let found = match remote {
+            // A link-local source: the unnumbered peer on that interface.
+            SocketAddr::V6(v6) if v6.ip().is_unicast_link_local() => self.peers.values().find(|p| {
+                matches!(&p.cfg.target, PeerTarget::Interface(i) if ndp::ifindex(i).ok() == Some(v6.scope_id()))
+            }),
+            _ => self.peers.values().find(|p| matches!(p.cfg.target, PeerTarget::Addr(a) if a == ip)),
+        };
         match found {
             Some(p) => {
                 let _ = p.cmd.send(PeerCmd::Incoming(stream, remote)).await;

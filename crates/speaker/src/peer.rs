@@ -13,7 +13,7 @@
 //! session negotiated. Reads never wait on writes, so two speakers pushing
 //! full tables at each other cannot deadlock.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bgp_fsm::{
@@ -37,6 +37,8 @@ use crate::status::{lock, unix_now, SharedStatus};
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const RETRY_BASE: Duration = Duration::from_secs(1);
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often unnumbered peers send router advertisements.
+pub(crate) const RA_INTERVAL: Duration = Duration::from_secs(3);
 
 /// From the main loop to a peer.
 #[derive(Debug)]
@@ -78,6 +80,8 @@ pub(crate) enum PeerEvent {
 
 enum ConnEvent {
     Connected(Result<TcpStream, String>),
+    /// A neighbour's link-local address heard on the peer's interface.
+    Neighbor(std::net::Ipv6Addr),
     Frame(u64, Bytes),
     HeaderError(u64, Notification),
     Closed(u64, String),
@@ -111,6 +115,10 @@ struct Run {
     retry_at: Option<Instant>,
     connecting: bool,
     ev_tx: mpsc::UnboundedSender<ConnEvent>,
+    /// Unnumbered: the interface (name, index), our link-local address on it,
+    /// and the neighbour's once heard.
+    iface: Option<(String, u32, std::net::Ipv6Addr)>,
+    neighbor: Option<std::net::Ipv6Addr>,
 }
 
 fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
@@ -170,9 +178,6 @@ impl Peer {
 
     /// A peer kbgp cannot run yet says so in its status instead of failing silently.
     fn unsupported(&self) -> Option<&'static str> {
-        if matches!(self.cfg.target, PeerTarget::Interface(_)) {
-            return Some("BGP unnumbered (interface peers) is not implemented yet");
-        }
         None
     }
 
@@ -223,7 +228,43 @@ impl Peer {
             retry_at: (!self.cfg.passive).then(Instant::now),
             connecting: false,
             ev_tx,
+            iface: None,
+            neighbor: None,
         };
+        if let PeerTarget::Interface(ifname) = &self.cfg.target {
+            // Unnumbered: find the interface, then hear the neighbour by RA.
+            loop {
+                let found = crate::ndp::ifindex(ifname)
+                    .ok()
+                    .and_then(|i| crate::ndp::link_local(i).map(|ll| (i, ll)));
+                if let Some((idx, ll)) = found {
+                    let (ntx, mut nrx) = mpsc::unbounded_channel();
+                    if let Err(e) = crate::ndp::spawn(ifname.clone(), RA_INTERVAL, ntx) {
+                        warn!(interface = %ifname, "router advertisements: {e}");
+                        self.note_error(&format!("router advertisements on {ifname}: {e}"));
+                    }
+                    let fwd = run.ev_tx.clone();
+                    tokio::spawn(async move {
+                        while let Some(a) = nrx.recv().await {
+                            if fwd.send(ConnEvent::Neighbor(a)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    info!(interface = %ifname, ifindex = idx, link_local = %ll, "unnumbered peer: sending router advertisements");
+                    run.iface = Some((ifname.clone(), idx, ll));
+                    break;
+                }
+                let why =
+                    format!("interface {ifname} not found or without an IPv6 link-local address");
+                self.set_state(State::Idle, &why);
+                self.note_error(&why);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    cmd = self.cmds.recv() => if matches!(cmd, None | Some(PeerCmd::Stop(_))) { return },
+                }
+            }
+        }
         self.set_state(
             State::Active,
             if self.cfg.passive {
@@ -283,6 +324,15 @@ impl Peer {
                     }
                 },
                 Some(ev) = ev_rx.recv() => match ev {
+                    ConnEvent::Neighbor(a) => {
+                        if run.neighbor != Some(a) {
+                            info!(neighbor = %a, "neighbour heard by router advertisement");
+                            run.neighbor = Some(a);
+                            if run.conns.is_empty() && !run.connecting && !self.cfg.passive {
+                                run.retry_at = Some(Instant::now());
+                            }
+                        }
+                    }
                     ConnEvent::Connected(Ok(stream)) => {
                         run.connecting = false;
                         if run.established.is_some() || run.conns.len() >= 2 {
@@ -342,13 +392,28 @@ impl Peer {
     }
 
     fn start_connect(&self, run: &mut Run) {
-        let PeerTarget::Addr(addr) = self.cfg.target else {
-            return;
+        let (remote, source) = match (&self.cfg.target, &run.iface, run.neighbor) {
+            (PeerTarget::Addr(addr), _, _) => (
+                SocketAddr::new(*addr, self.cfg.port),
+                self.cfg.source_address.map(|a| SocketAddr::new(a, 0)),
+            ),
+            (PeerTarget::Interface(_), Some((_, idx, own)), Some(n)) => (
+                SocketAddr::V6(std::net::SocketAddrV6::new(n, self.cfg.port, 0, *idx)),
+                Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                    *own, 0, 0, *idx,
+                ))),
+            ),
+            // Unnumbered and no neighbour heard yet: wait for its RA or its connection.
+            _ => {
+                self.set_state(
+                    State::Active,
+                    "Active (waiting for the neighbour's router advertisement)",
+                );
+                return;
+            }
         };
         run.connecting = true;
         self.set_state(State::Connect, "Connect");
-        let remote = SocketAddr::new(addr, self.cfg.port);
-        let source = self.cfg.source_address;
         let ttl = self.ttl();
         let password = self.cfg.password.clone();
         let tx = run.ev_tx.clone();
@@ -377,6 +442,9 @@ impl Peer {
             return;
         }
         let _ = stream.set_ttl(self.ttl());
+        if let (Some(_), SocketAddr::V6(v6)) = (&run.iface, remote) {
+            run.neighbor = Some(*v6.ip());
+        }
         self.add_conn(run, stream, remote, false).await;
     }
 
@@ -551,7 +619,7 @@ impl Peer {
 
 async fn connect(
     remote: SocketAddr,
-    source: Option<IpAddr>,
+    source: Option<SocketAddr>,
     ttl: u32,
     password: Option<&str>,
 ) -> Result<TcpStream, String> {
@@ -567,8 +635,7 @@ async fn connect(
             .map_err(|e| format!("TCP MD5: {e}"))?;
     }
     if let Some(src) = source {
-        sock.bind(SocketAddr::new(src, 0))
-            .map_err(|e| format!("bind {src}: {e}"))?;
+        sock.bind(src).map_err(|e| format!("bind {src}: {e}"))?;
     }
     let s = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(remote))
         .await

@@ -380,6 +380,12 @@ impl Main {
                         router_id: neg.peer_id,
                         ibgp: neg.peer_as == g.asn,
                         rr_client: p.cfg.rr_client && g.cluster_id.is_some(),
+                        ifindex: match local {
+                            std::net::SocketAddr::V6(v6) if v6.scope_id() != 0 => {
+                                Some(v6.scope_id())
+                            }
+                            _ => None,
+                        },
                     });
                     p.session = Some(Session {
                         gen,
@@ -520,15 +526,19 @@ impl Main {
         }
         let mut gws: Vec<Gateway> = d
             .multipath()
-            .filter_map(|p| match &self.resolver {
-                Some(r) => r.resolve(p.next_hop.addr()).map(|r| Gateway {
-                    addr: r.via,
-                    ifindex: r.ifindex,
-                }),
-                None => Some(Gateway {
-                    addr: p.next_hop.addr(),
-                    ifindex: None,
-                }),
+            .filter_map(|p| {
+                // A link-local next hop is on the interface of the session it came from.
+                let session_if = p.source.peer().and_then(|i| i.ifindex);
+                match &self.resolver {
+                    Some(r) => r.resolve(p.next_hop.addr()).map(|r| Gateway {
+                        addr: r.via,
+                        ifindex: r.ifindex.or(session_if),
+                    }),
+                    None => Some(Gateway {
+                        addr: p.next_hop.addr(),
+                        ifindex: session_if,
+                    }),
+                }
             })
             .collect();
         gws.sort();

@@ -15,6 +15,7 @@ fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
         router_id: rid.parse().unwrap(),
         ibgp,
         rr_client: false,
+        ifindex: None,
     }))
 }
 

@@ -758,3 +758,88 @@ pub fn seed002_node(lab: &mut Lab, ns: &str, asn: u32, peers: &[(&str, &str, u32
         ],
     )
 }
+
+impl Lab {
+    /// FRR with zebra (needed for router advertisements, unnumbered peers and
+    /// kernel routes) and bgpd, sharing one directory.
+    pub fn frr_zebra(&mut self, name: &str, ns: &str, zebra_conf: &str, bgpd_conf: &str) -> Frr {
+        let d = self.path(name);
+        fs::create_dir_all(&d).unwrap();
+        sh(&["chmod", "777", d.to_str().unwrap()]);
+        fs::write(d.join("zebra.conf"), zebra_conf).unwrap();
+        fs::write(d.join("bgpd.conf"), bgpd_conf).unwrap();
+        let zs = d.join("zserv.api");
+        self.spawn(
+            &format!("{name}-zebra"),
+            ns,
+            &[
+                "/usr/lib/frr/zebra",
+                "-f",
+                d.join("zebra.conf").to_str().unwrap(),
+                "-i",
+                d.join("zebra.pid").to_str().unwrap(),
+                "-z",
+                zs.to_str().unwrap(),
+                "--vty_socket",
+                d.to_str().unwrap(),
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "--log",
+                "stdout",
+            ],
+        );
+        wait_for("zebra socket", Duration::from_secs(10), || {
+            if zs.exists() {
+                Ok(())
+            } else {
+                Err("no zserv".into())
+            }
+        });
+        let idx = self.spawn(
+            name,
+            ns,
+            &[
+                "/usr/lib/frr/bgpd",
+                "-f",
+                d.join("bgpd.conf").to_str().unwrap(),
+                "-i",
+                d.join("bgpd.pid").to_str().unwrap(),
+                "-z",
+                zs.to_str().unwrap(),
+                "--vty_socket",
+                d.to_str().unwrap(),
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "--log",
+                "stdout",
+            ],
+        );
+        let f = Frr { dir: d, idx };
+        wait_for("bgpd vty", Duration::from_secs(10), || {
+            if f.dir.join("bgpd.vty").exists() {
+                Ok(())
+            } else {
+                Err("no vty".into())
+            }
+        });
+        f
+    }
+
+    /// A veth between two namespaces, both ends named `eth0`, link-local only.
+    pub fn p2p(&mut self, a: &str, b: &str, ifname_b: &str) {
+        self.links += 1;
+        let ta = format!("{}{}a", self.prefix, self.links);
+        let tb = format!("{}{}b", self.prefix, self.links);
+        sh(&[
+            "ip", "link", "add", &ta, "netns", a, "type", "veth", "peer", "name", &tb, "netns", b,
+        ]);
+        sh(&["ip", "-n", a, "link", "set", &ta, "name", "eth0"]);
+        sh(&["ip", "-n", b, "link", "set", &tb, "name", ifname_b]);
+        sh(&["ip", "-n", a, "link", "set", "eth0", "up"]);
+        sh(&["ip", "-n", b, "link", "set", ifname_b, "up"]);
+    }
+}

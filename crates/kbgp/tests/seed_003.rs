@@ -26,7 +26,7 @@ fn unnumbered_host_and_tor_exchange_loopbacks() {
     let mut lab = Lab::new("seed003");
     let host = lab.ns("host");
     let tor = lab.ns("tor");
-    lab.p2p(&host, &tor, "swp1");
+    lab.p2p(&host, "eth0", &tor, "swp1");
     // Loopbacks: the report's 2.2.2.2 and 1.1.1.1, moved into documentation ranges.
     sh(&[
         "ip",
@@ -49,16 +49,8 @@ fn unnumbered_host_and_tor_exchange_loopbacks() {
         "lo",
     ]);
     // Link-local addresses need DAD to finish before sockets can bind them.
-    for ns in [&host, &tor] {
-        wait_for("link-local address", Duration::from_secs(10), || {
-            let a = sh(&["ip", "-n", ns, "-6", "addr", "show", "scope", "link"]);
-            if a.contains("fe80::") && !a.contains("tentative") {
-                Ok(())
-            } else {
-                Err(a)
-            }
-        });
-    }
+    wait_link_local(&host);
+    wait_link_local(&tor);
     let frr = lab.frr_zebra("tor", &tor, TOR_ZEBRA, TOR_BGPD);
     let kbgp = lab.kbgp_example("kbgp", &host, "host", "seed-003");
 
@@ -136,5 +128,126 @@ fn unnumbered_host_and_tor_exchange_loopbacks() {
     assert!(
         ok && out.contains("| eth0") && out.contains("Established"),
         "{out}"
+    );
+}
+
+fn tor_bgpd(id: &str) -> String {
+    format!(
+        "frr defaults datacenter\nhostname tor\nrouter bgp 65000\n bgp router-id {id}\n no bgp ebgp-requires-policy\n \
+         no bgp network import-check\n neighbor swp1 interface remote-as external\n address-family ipv4 unicast\n  \
+         network 198.18.0.100/32\n  network {id}/32\n exit-address-family\n"
+    )
+}
+
+#[test]
+fn two_tors_anycast_ecmp_over_link_locals_and_one_link_down() {
+    let mut lab = Lab::new("twotor");
+    let host = lab.ns("host");
+    let t1 = lab.ns("tor1");
+    let t2 = lab.ns("tor2");
+    lab.p2p(&host, "eth0", &t1, "swp1");
+    lab.p2p(&host, "eth1", &t2, "swp1");
+    sh(&[
+        "ip",
+        "-n",
+        &host,
+        "addr",
+        "add",
+        "192.0.2.2/32",
+        "dev",
+        "lo",
+    ]);
+    for (ns, own) in [(&t1, "198.18.0.1/32"), (&t2, "198.18.0.2/32")] {
+        sh(&["ip", "-n", ns, "addr", "add", own, "dev", "lo"]);
+        sh(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            "198.18.0.100/32",
+            "dev",
+            "lo",
+        ]);
+    }
+    for ns in [&host, &t1, &t2] {
+        wait_link_local(ns);
+    }
+    lab.frr_zebra("tor1", &t1, TOR_ZEBRA, &tor_bgpd("198.18.0.1"));
+    lab.frr_zebra("tor2", &t2, TOR_ZEBRA, &tor_bgpd("198.18.0.2"));
+    // seed 003's directory plus a second uplink.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-003");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&src)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.push((
+        "bgppeer-tor2.yaml".into(),
+        "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: tor2}\nspec: {interface: eth1, remoteAs: external}\n".into(),
+    ));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let kbgp = lab.kbgp("kbgp", &host, "host", &files);
+    kbgp.wait_established("eth0");
+    kbgp.wait_established("eth1");
+    let r = wait_for("anycast ECMP route", Duration::from_secs(30), || {
+        let r = sh(&["ip", "-n", &host, "route", "show", "198.18.0.100"]);
+        if r.contains("nexthop via inet6 fe80::")
+            && r.contains("dev eth0")
+            && r.contains("dev eth1")
+        {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    });
+    assert!(r.contains("proto bgp"), "{r}");
+    // Each ToR's own loopback is single-path through its own link.
+    let r1 = sh(&["ip", "-n", &host, "route", "show", "198.18.0.1"]);
+    assert!(r1.contains("dev eth0") && !r1.contains("eth1"), "{r1}");
+
+    // One uplink down: the session on it ends (hold timer) and the other path stays.
+    sh(&["ip", "-n", &host, "link", "set", "eth1", "down"]);
+    let r = wait_for(
+        "the route to fall back to eth0",
+        Duration::from_secs(30),
+        || {
+            let r = sh(&["ip", "-n", &host, "route", "show", "198.18.0.100"]);
+            if r.contains("dev eth0") && !r.contains("dev eth1") {
+                Ok(r)
+            } else {
+                Err(r)
+            }
+        },
+    );
+    assert!(r.contains("via inet6 fe80::"), "{r}");
+    let (ok, out) = sh_ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &host,
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-I",
+        "192.0.2.2",
+        "198.18.0.1",
+    ]);
+    assert!(
+        ok,
+        "{out}\nhost: {}\ntor1: {}",
+        sh(&["ip", "-n", &host, "route"]),
+        sh(&["ip", "-n", &t1, "route"])
     );
 }

@@ -829,17 +829,29 @@ impl Lab {
         f
     }
 
-    /// A veth between two namespaces, both ends named `eth0`, link-local only.
-    pub fn p2p(&mut self, a: &str, b: &str, ifname_b: &str) {
+    /// A veth between two namespaces, ends named `ifname_a` / `ifname_b`, link-local only.
+    pub fn p2p(&mut self, a: &str, ifname_a: &str, b: &str, ifname_b: &str) {
         self.links += 1;
         let ta = format!("{}{}a", self.prefix, self.links);
         let tb = format!("{}{}b", self.prefix, self.links);
         sh(&[
             "ip", "link", "add", &ta, "netns", a, "type", "veth", "peer", "name", &tb, "netns", b,
         ]);
-        sh(&["ip", "-n", a, "link", "set", &ta, "name", "eth0"]);
+        sh(&["ip", "-n", a, "link", "set", &ta, "name", ifname_a]);
         sh(&["ip", "-n", b, "link", "set", &tb, "name", ifname_b]);
-        sh(&["ip", "-n", a, "link", "set", "eth0", "up"]);
+        sh(&["ip", "-n", a, "link", "set", ifname_a, "up"]);
         sh(&["ip", "-n", b, "link", "set", ifname_b, "up"]);
     }
+}
+
+/// Wait until IPv6 link-local addresses in `ns` are usable (DAD done).
+pub fn wait_link_local(ns: &str) {
+    wait_for("link-local addresses", Duration::from_secs(10), || {
+        let a = sh(&["ip", "-n", ns, "-6", "addr", "show", "scope", "link"]);
+        if a.contains("fe80::") && !a.contains("tentative") {
+            Ok(())
+        } else {
+            Err(a)
+        }
+    });
 }

@@ -36,6 +36,9 @@ pub struct GlobalCfg {
     pub kernel_route_table: u32,
     pub max_paths: u32,
     pub always_compare_med: bool,
+    /// Interfaces whose addresses this node originates (read by the speaker).
+    pub originate_interfaces: Vec<String>,
+    pub keep_kernel_routes_on_shutdown: bool,
 }
 
 /// How a peer is reached.
@@ -97,6 +100,8 @@ pub struct PeerCfg {
     /// BGPFilters in the order the BGPPeer names them.
     pub filters: Vec<std::sync::Arc<bgp_policy::Filter>>,
     pub max_prefix: Option<bgp_policy::MaxPrefix>,
+    /// Unnumbered peers: router advertisement interval in seconds.
+    pub ra_interval: u32,
 }
 
 impl PeerCfg {
@@ -388,6 +393,18 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         kernel_route_table: gspec.kernel_route_table.unwrap_or(254),
         max_paths: gspec.max_paths.unwrap_or(8).max(1),
         always_compare_med: gspec.always_compare_med.unwrap_or(false),
+        originate_interfaces: gspec
+            .originate_interfaces
+            .iter()
+            .chain(
+                nspec
+                    .map(|n| n.originate_interfaces.iter())
+                    .into_iter()
+                    .flatten(),
+            )
+            .cloned()
+            .collect(),
+        keep_kernel_routes_on_shutdown: gspec.keep_kernel_routes_on_shutdown.unwrap_or(true),
         node: node_name.to_string(),
         asn,
         router_id,
@@ -421,6 +438,7 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         rr_client: false,
         filters: vec![],
         max_prefix: None,
+        ra_interval: 3,
     };
     if gspec.node_to_node_mesh_enabled.unwrap_or(true) {
         let password = match &gspec.node_mesh_password {
@@ -686,6 +704,10 @@ fn peers_of(
             },
         }),
     };
+    let ra_interval = match &s.router_advertisement_interval {
+        Some(t) => parse_duration(t).map_err(err)?.max(1),
+        None => 3,
+    };
     let make = |target: PeerTarget, remote_as: RemoteAs, port: u16| PeerCfg {
         target,
         port,
@@ -703,6 +725,7 @@ fn peers_of(
         rr_client: false,
         filters: filters.clone(),
         max_prefix,
+        ra_interval,
     };
     let mut out = Vec::new();
     let targets = [

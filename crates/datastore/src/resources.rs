@@ -214,6 +214,13 @@ pub struct BgpConfigurationSpec {
     /// pod CIDRs and service ranges; `node.NAME` configurations add their own.
     #[serde(default)]
     pub prefixes: Vec<String>,
+    /// Originate every address (as /32 or /128) on these interfaces, e.g. `lo`.
+    #[serde(default)]
+    pub originate_interfaces: Vec<String>,
+    /// Leave kbgp's kernel routes in place when it stops (default true: a
+    /// restart does not disturb forwarding); false removes them on SIGTERM.
+    #[serde(default)]
+    pub keep_kernel_routes_on_shutdown: Option<bool>,
 }
 
 impl BgpConfigurationSpec {
@@ -225,6 +232,8 @@ impl BgpConfigurationSpec {
         "maxPaths",
         "alwaysCompareMED",
         "prefixes",
+        "originateInterfaces",
+        "keepKernelRoutesOnShutdown",
     ];
 }
 
@@ -339,6 +348,9 @@ pub struct BgpPeerSpec {
     /// `Stop` (default: Cease/Maximum Number of Prefixes Reached) or `Log`.
     #[serde(default)]
     pub max_prefixes_action: Option<String>,
+    /// Unnumbered peers: how often to send router advertisements (default 3s).
+    #[serde(default)]
+    pub router_advertisement_interval: Option<String>,
 }
 
 impl BgpPeerSpec {
@@ -352,6 +364,7 @@ impl BgpPeerSpec {
         "maxPrefixes",
         "maxPrefixesWarningPercent",
         "maxPrefixesAction",
+        "routerAdvertisementInterval",
     ];
 }
 

@@ -63,6 +63,8 @@ pub trait Backend: Send + 'static {
     fn ours(&mut self) -> impl Future<Output = Result<Vec<Route>, String>> + Send;
     /// Every route of the table, any protocol, for next-hop resolution.
     fn table(&mut self) -> impl Future<Output = Result<Vec<KernelRoute>, String>> + Send;
+    /// Every interface address: (interface index, address).
+    fn addresses(&mut self) -> impl Future<Output = Result<Vec<(u32, IpAddr)>, String>> + Send;
 }
 
 /// An in-memory kernel, for tests: `installed` is what kbgp put there,
@@ -71,6 +73,7 @@ pub trait Backend: Send + 'static {
 pub struct Memory {
     pub installed: Arc<Mutex<std::collections::BTreeMap<IpNet, Action>>>,
     pub kernel: Arc<Mutex<Vec<KernelRoute>>>,
+    pub addresses: Arc<Mutex<Vec<(u32, IpAddr)>>>,
 }
 
 impl Backend for Memory {
@@ -101,6 +104,13 @@ impl Backend for Memory {
     async fn table(&mut self) -> Result<Vec<KernelRoute>, String> {
         Ok(self
             .kernel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+    async fn addresses(&mut self) -> Result<Vec<(u32, IpAddr)>, String> {
+        Ok(self
+            .addresses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone())

@@ -273,4 +273,22 @@ impl Backend for Netlink {
             })
             .collect())
     }
+
+    async fn addresses(&mut self) -> Result<Vec<(u32, IpAddr)>, String> {
+        use netlink_packet_route::address::AddressAttribute;
+        let mut out = Vec::new();
+        let mut s = self.handle.address().get().execute();
+        while let Some(m) = s
+            .try_next()
+            .await
+            .map_err(|e| format!("netlink address dump: {e}"))?
+        {
+            for a in &m.attributes {
+                if let AddressAttribute::Address(ip) = a {
+                    out.push((m.header.index, *ip));
+                }
+            }
+        }
+        Ok(out)
+    }
 }

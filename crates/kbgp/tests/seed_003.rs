@@ -251,3 +251,71 @@ fn two_tors_anycast_ecmp_over_link_locals_and_one_link_down() {
         sh(&["ip", "-n", &t1, "route"])
     );
 }
+
+#[test]
+fn originate_interface_addresses_and_remove_routes_on_shutdown() {
+    let mut lab = Lab::new("ifaddr");
+    let host = lab.ns("host");
+    let tor = lab.ns("tor");
+    lab.p2p(&host, "eth0", &tor, "swp1");
+    sh(&[
+        "ip",
+        "-n",
+        &host,
+        "addr",
+        "add",
+        "192.0.2.2/32",
+        "dev",
+        "lo",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &tor,
+        "addr",
+        "add",
+        "198.18.0.1/32",
+        "dev",
+        "lo",
+    ]);
+    wait_link_local(&host);
+    wait_link_local(&tor);
+    let frr = lab.frr_zebra("tor", &tor, TOR_ZEBRA, TOR_BGPD);
+    let kbgp = lab.kbgp(
+        "kbgp",
+        &host,
+        "host",
+        &[
+            ("node.yaml", &node_yaml("host", &["192.0.2.2"], &[])),
+            (
+                "bgpconfig.yaml",
+                "apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
+                 spec: {asNumber: 65001, nodeToNodeMeshEnabled: false, originateInterfaces: [lo], keepKernelRoutesOnShutdown: false}\n",
+            ),
+            ("peer.yaml", "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {interface: eth0, remoteAs: external}\n"),
+        ],
+    );
+    kbgp.wait_established("eth0");
+    // The loopback's address is originated (127.0.0.1 is not).
+    frr.wait_route("ipv4", "192.0.2.2/32");
+    let local = kbgp.json(&["show", "rib", "192.0.2.2/32"]).unwrap();
+    assert!(local.to_string().contains("interface lo"), "{local}");
+    // An address added later is picked up from the kernel.
+    sh(&[
+        "ip",
+        "-n",
+        &host,
+        "addr",
+        "add",
+        "192.0.2.3/32",
+        "dev",
+        "lo",
+    ]);
+    frr.wait_route("ipv4", "192.0.2.3/32");
+    wait_kernel(&host, "the ToR loopback", |r| r.contains("198.18.0.1"));
+    // SIGTERM with keepKernelRoutesOnShutdown: false removes kbgp's routes.
+    let idx = kbgp.idx;
+    lab.proc(idx).stop();
+    let r = bgp_routes(&host);
+    assert!(!r.contains("198.18.0.1"), "{r}");
+}

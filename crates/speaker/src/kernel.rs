@@ -21,9 +21,13 @@ pub(crate) enum KernelEvent {
     Ours(Vec<Route>),
     /// The kernel table changed.
     Table(Vec<KernelRoute>),
+    /// Interface addresses changed: (ifindex, address).
+    Addresses(Vec<(u32, std::net::IpAddr)>),
 }
 
-pub(crate) type KernelTx = mpsc::UnboundedSender<Vec<Op>>;
+/// A batch of route changes, and who to tell once it is applied.
+pub(crate) type KernelTx =
+    mpsc::UnboundedSender<(Vec<Op>, Option<tokio::sync::oneshot::Sender<()>>)>;
 
 pub(crate) const TABLE_POLL: Duration = Duration::from_secs(2);
 
@@ -47,7 +51,7 @@ pub(crate) fn spawn(
 
 async fn run<B: Backend>(
     mut b: B,
-    mut rx: mpsc::UnboundedReceiver<Vec<Op>>,
+    mut rx: mpsc::UnboundedReceiver<(Vec<Op>, Option<tokio::sync::oneshot::Sender<()>>)>,
     events: mpsc::UnboundedSender<KernelEvent>,
 ) {
     match b.ours().await {
@@ -63,16 +67,20 @@ async fn run<B: Backend>(
         Err(e) => warn!("cannot read kernel routes: {e}"),
     }
     let mut last: Option<Vec<KernelRoute>> = None;
+    let mut last_addrs: Option<Vec<(u32, std::net::IpAddr)>> = None;
     let mut tick = tokio::time::interval(TABLE_POLL);
     loop {
         tokio::select! {
             ops = rx.recv() => {
-                let Some(ops) = ops else { return };
+                let Some((ops, done)) = ops else { return };
                 let n = ops.len();
                 let res = b.apply(ops).await;
                 let errors: Vec<String> = res.into_iter().filter_map(Result::err).collect();
                 if !errors.is_empty() {
                     warn!(failed = errors.len(), of = n, first = %errors[0], "kernel route update errors");
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
                 }
             }
             _ = tick.tick() => {
@@ -84,6 +92,16 @@ async fn run<B: Backend>(
                         }
                     }
                     Err(e) => warn!("cannot read the kernel table: {e}"),
+                }
+                match b.addresses().await {
+                    Ok(mut a) => {
+                        a.sort();
+                        if last_addrs.as_ref() != Some(&a) {
+                            last_addrs = Some(a.clone());
+                            let _ = events.send(KernelEvent::Addresses(a));
+                        }
+                    }
+                    Err(e) => warn!("cannot read interface addresses: {e}"),
                 }
             }
         }

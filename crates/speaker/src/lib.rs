@@ -149,6 +149,10 @@ pub(crate) struct PeerEntry {
 }
 
 pub(crate) struct Main {
+    /// Originations from the configuration; `originate` adds interface addresses.
+    pub cfg_originate: BTreeMap<IpNet, Origination>,
+    /// Interface addresses as last read from the kernel.
+    pub iface_addrs: Vec<(u32, IpAddr)>,
     /// Routes refused on import, by peer, with the reason.
     pub rejected: BTreeMap<String, BTreeMap<IpNet, String>>,
     pub global: Option<GlobalCfg>,
@@ -193,6 +197,8 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
     let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
     let (kernel_events_tx, mut kernel_events) = mpsc::unbounded_channel();
     let mut m = Main {
+        cfg_originate: BTreeMap::new(),
+        iface_addrs: Vec::new(),
         rejected: BTreeMap::new(),
         global: None,
         originate: BTreeMap::new(),
@@ -439,9 +445,11 @@ impl Main {
                 self.spawn_peer(&d.global, c.clone());
             }
         }
-        sum.originate_changed = self.originate != d.originate;
+        sum.originate_changed = self.cfg_originate != d.originate;
+        self.cfg_originate = d.originate;
         if sum.originate_changed || global_changed {
-            let changed = self.set_originations(d.originate);
+            let eff = self.effective_originations();
+            let changed = self.set_originations(eff);
             self.propagate(changed).await;
         }
         sum
@@ -599,7 +607,21 @@ impl Main {
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
             }
         }
-        // Kernel routes stay: a restart finds them and keeps what is still valid.
+        // By default kernel routes stay: a restart finds them and keeps what is
+        // still valid. With keepKernelRoutesOnShutdown: false they go now.
+        let keep = self
+            .global
+            .as_ref()
+            .is_none_or(|g| g.keep_kernel_routes_on_shutdown);
+        if let (false, Some((_, tx))) = (keep, &self.kernel) {
+            let ops: Vec<fib::Op> = self.installed.keys().map(|p| fib::Op::Delete(*p)).collect();
+            let n = ops.len();
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send((ops, Some(done_tx))).is_ok() {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await;
+                info!(routes = n, "kernel routes removed");
+            }
+        }
         if let Some(l) = self.listener.take() {
             l.task.abort();
         }

@@ -37,8 +37,6 @@ use crate::status::{lock, unix_now, SharedStatus};
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const RETRY_BASE: Duration = Duration::from_secs(1);
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
-/// How often unnumbered peers send router advertisements.
-pub(crate) const RA_INTERVAL: Duration = Duration::from_secs(3);
 
 /// From the main loop to a peer.
 #[derive(Debug)]
@@ -239,7 +237,11 @@ impl Peer {
                     .and_then(|i| crate::ndp::link_local(i).map(|ll| (i, ll)));
                 if let Some((idx, ll)) = found {
                     let (ntx, mut nrx) = mpsc::unbounded_channel();
-                    if let Err(e) = crate::ndp::spawn(ifname.clone(), RA_INTERVAL, ntx) {
+                    if let Err(e) = crate::ndp::spawn(
+                        ifname.clone(),
+                        Duration::from_secs(self.cfg.ra_interval.into()),
+                        ntx,
+                    ) {
                         warn!(interface = %ifname, "router advertisements: {e}");
                         self.note_error(&format!("router advertisements on {ifname}: {e}"));
                     }

@@ -579,12 +579,16 @@ impl Main {
             }
         }
         if !ops.is_empty() {
-            let _ = tx.send(ops);
+            let _ = tx.send((ops, None));
         }
     }
 
     pub(crate) async fn kernel_event(&mut self, ev: KernelEvent) {
         match ev {
+            KernelEvent::Addresses(a) => {
+                self.iface_addrs = a;
+                self.refresh_originations().await;
+            }
             KernelEvent::Ours(routes) => {
                 for r in routes {
                     if !self.installed.contains_key(&r.prefix) {
@@ -648,7 +652,43 @@ impl Main {
             self.installed.remove(p);
         }
         if let Some((_, tx)) = &self.kernel {
-            let _ = tx.send(gone.into_iter().map(Op::Delete).collect());
+            let _ = tx.send((gone.into_iter().map(Op::Delete).collect(), None));
+        }
+    }
+
+    /// Originations from configuration plus the addresses of `originateInterfaces`.
+    pub(crate) fn effective_originations(&self) -> BTreeMap<IpNet, Origination> {
+        let mut out = self.cfg_originate.clone();
+        let Some(g) = &self.global else { return out };
+        for name in &g.originate_interfaces {
+            let Ok(idx) = crate::ndp::ifindex(name) else {
+                continue;
+            };
+            for (_, ip) in self.iface_addrs.iter().filter(|(i, _)| *i == idx) {
+                let usable = match ip {
+                    std::net::IpAddr::V4(a) => !a.is_loopback() && !a.is_link_local(),
+                    std::net::IpAddr::V6(a) => !a.is_loopback() && !a.is_unicast_link_local(),
+                };
+                if usable {
+                    let prefix = IpNet::from(*ip);
+                    out.entry(prefix).or_insert(Origination {
+                        prefix,
+                        communities: vec![],
+                        large_communities: vec![],
+                        reason: format!("interface {name}"),
+                        blackhole: false,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) async fn refresh_originations(&mut self) {
+        let eff = self.effective_originations();
+        if eff != self.originate {
+            let changed = self.set_originations(eff);
+            self.propagate(changed).await;
         }
     }
 }

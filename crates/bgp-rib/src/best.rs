@@ -25,6 +25,8 @@ pub struct PeerInfo {
     pub rr_client: bool,
     /// The interface of a session over link-local addresses (for gateways).
     pub ifindex: Option<u32>,
+    /// A pod on this node (a network function): its routes go upstream, not to other pods.
+    pub pod: bool,
 }
 
 /// Where a path came from.

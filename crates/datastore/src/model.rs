@@ -64,6 +64,55 @@ pub enum PeerType {
     NodeMesh,
     Global,
     NodeSpecific,
+    /// A pod on this node chosen by a pod selector (a network function).
+    Pod,
+}
+
+/// One prefix range of a namespace's BGPAllowList.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AllowRule {
+    pub cidr: IpNet,
+    pub ge: u8,
+    pub le: u8,
+}
+
+/// What a pod peer may announce: its namespace's allow list, never the admin's deny list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PodPeer {
+    pub namespace: String,
+    pub name: String,
+    pub allow: Vec<AllowRule>,
+    /// (prefix, what it is): the cluster's own addresses and configured prefixes.
+    pub deny: std::sync::Arc<Vec<(IpNet, String)>>,
+}
+
+impl PodPeer {
+    /// Accept a prefix from this pod, or say why not.
+    pub fn check(&self, prefix: &IpNet) -> Result<(), String> {
+        for (d, what) in self.deny.iter() {
+            let hit = if d.prefix_len() == 0 {
+                d == prefix
+            } else {
+                d.contains(prefix)
+            };
+            if hit {
+                return Err(format!("denied by the admin: {what} {d}"));
+            }
+        }
+        let l = prefix.prefix_len();
+        if self
+            .allow
+            .iter()
+            .any(|a| a.cidr.contains(prefix) && a.ge <= l && l <= a.le)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "not in a BGPAllowList of namespace {}",
+                self.namespace
+            ))
+        }
+    }
 }
 
 impl PeerType {
@@ -72,6 +121,7 @@ impl PeerType {
             PeerType::NodeMesh => "node-to-node mesh",
             PeerType::Global => "global",
             PeerType::NodeSpecific => "node specific",
+            PeerType::Pod => "pod",
         }
     }
 }
@@ -102,6 +152,8 @@ pub struct PeerCfg {
     pub max_prefix: Option<bgp_policy::MaxPrefix>,
     /// Unnumbered peers: router advertisement interval in seconds.
     pub ra_interval: u32,
+    /// Set for pod peers: the hijack protection that applies to their routes.
+    pub pod: Option<std::sync::Arc<PodPeer>>,
 }
 
 impl PeerCfg {
@@ -280,6 +332,10 @@ fn parse_peer_ip(s: &str) -> Result<(IpAddr, Option<u16>), String> {
 
 struct Ctx<'a> {
     state: &'a ClusterState,
+    /// The admin deny list for pod peers, computed once per configuration.
+    pod_deny: std::sync::Arc<Vec<(IpNet, String)>>,
+    /// Calico's localWorkloadPeeringIPV4/IPV6: the stable address pods peer with.
+    workload_peering: (Option<IpAddr>, Option<IpAddr>),
 }
 
 impl Ctx<'_> {
@@ -315,7 +371,32 @@ fn invalid(kind: &str, name: &str, msg: impl Into<String>) -> ConfigError {
 
 /// Work out what `node_name` should run.
 pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigError> {
-    let ctx = Ctx { state };
+    let default_spec0 = BgpConfigurationSpec::default();
+    let g0 = state
+        .bgp_configurations
+        .get("default")
+        .map(|c| &c.spec)
+        .unwrap_or(&default_spec0);
+    let parse_opt = |v: &Option<String>, what: &str| -> Result<Option<IpAddr>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(a) => a.parse().map(Some).map_err(|_| {
+                invalid(
+                    "BGPConfiguration",
+                    "default",
+                    format!("{what} {a:?} is not an address"),
+                )
+            }),
+        }
+    };
+    let ctx = Ctx {
+        state,
+        pod_deny: std::sync::Arc::new(pod_deny_list(state, g0)?),
+        workload_peering: (
+            parse_opt(&g0.local_workload_peering_ipv4, "localWorkloadPeeringIPV4")?,
+            parse_opt(&g0.local_workload_peering_ipv6, "localWorkloadPeeringIPV6")?,
+        ),
+    };
     let node = state
         .nodes
         .values()
@@ -439,6 +520,7 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         filters: vec![],
         max_prefix: None,
         ra_interval: 3,
+        pod: None,
     };
     if gspec.node_to_node_mesh_enabled.unwrap_or(true) {
         let password = match &gspec.node_mesh_password {
@@ -726,22 +808,131 @@ fn peers_of(
         filters: filters.clone(),
         max_prefix,
         ra_interval,
+        pod: None,
     };
     let mut out = Vec::new();
+    let pod_selector = s
+        .pod_selector
+        .as_ref()
+        .or(s.local_workload_selector.as_ref());
     let targets = [
         s.peer_ip.is_some(),
         s.interface.is_some(),
         s.peer_selector.is_some(),
+        pod_selector.is_some(),
     ]
     .iter()
     .filter(|x| **x)
     .count();
     if targets != 1 {
         return Err(err(
-            "set exactly one of peerIP, interface or peerSelector".into()
+            "set exactly one of peerIP, interface, peerSelector or podSelector (localWorkloadSelector)".into()
         ));
     }
-    if let Some(ip) = &s.peer_ip {
+    if let Some(sel) = pod_selector {
+        let sel = Selector::parse(sel).map_err(|e| err(format!("podSelector: {e}")))?;
+        let ns_sel = match &s.namespace_selector {
+            Some(n) => {
+                Some(Selector::parse(n).map_err(|e| err(format!("namespaceSelector: {e}")))?)
+            }
+            None => None,
+        };
+        for pod in ctx.state.pods.values() {
+            let m = &pod.metadata;
+            let ns = m.namespace.clone().unwrap_or_else(|| "default".into());
+            let running =
+                pod.status.phase.as_deref() == Some("Running") && m.deletion_timestamp.is_none();
+            if pod.spec.node_name.as_deref() != Some(global.node.as_str())
+                || !running
+                || !sel.matches(&m.labels)
+            {
+                continue;
+            }
+            if let Some(nsel) = &ns_sel {
+                // Kubernetes labels every namespace with its own name.
+                let mut labels = ctx
+                    .state
+                    .namespaces
+                    .get(&ns)
+                    .map(|n| n.metadata.labels.clone())
+                    .unwrap_or_default();
+                labels.insert("kubernetes.io/metadata.name".into(), ns.clone());
+                if !nsel.matches(&labels) {
+                    continue;
+                }
+            }
+            let ra = match m.annotations.get("kbgp.io/asn") {
+                Some(a) => RemoteAs::Number(a.parse().map_err(|_| {
+                    invalid(
+                        "Pod",
+                        &format!("{ns}/{}", m.name),
+                        format!("annotation kbgp.io/asn {a:?} is not an AS number"),
+                    )
+                })?),
+                None => remote_as.unwrap_or(RemoteAs::External),
+            };
+            let mut allow = Vec::new();
+            for al in ctx
+                .state
+                .allow_lists
+                .values()
+                .filter(|a| a.metadata.namespace.as_deref().unwrap_or("default") == ns)
+            {
+                for (i, p) in al.spec.prefixes.iter().enumerate() {
+                    let at = || format!("{ns}/{} prefixes[{i}]", al.metadata.name);
+                    let cidr: IpNet = p.cidr.parse().map_err(|_| {
+                        invalid("BGPAllowList", &at(), format!("{:?} is not a CIDR", p.cidr))
+                    })?;
+                    let max = if cidr.addr().is_ipv4() { 32 } else { 128 };
+                    let ge = p.ge.unwrap_or(cidr.prefix_len());
+                    let le = p.le.unwrap_or(cidr.prefix_len());
+                    if ge < cidr.prefix_len() || le > max || ge > le {
+                        return Err(invalid(
+                            "BGPAllowList",
+                            &at(),
+                            format!("want {} <= ge <= le <= {max}", cidr.prefix_len()),
+                        ));
+                    }
+                    allow.push(AllowRule { cidr, ge, le });
+                }
+            }
+            let info = std::sync::Arc::new(PodPeer {
+                namespace: ns.clone(),
+                name: m.name.clone(),
+                allow,
+                deny: ctx.pod_deny.clone(),
+            });
+            let mut ips: Vec<IpAddr> = pod
+                .status
+                .pod_ips
+                .iter()
+                .filter_map(|p| p.ip.parse().ok())
+                .collect();
+            if ips.is_empty() {
+                ips.extend(
+                    pod.status
+                        .pod_ip
+                        .as_deref()
+                        .and_then(|p| p.parse::<IpAddr>().ok()),
+                );
+            }
+            for ip in ips {
+                let mut p = make(PeerTarget::Addr(ip), ra, s.port.unwrap_or(179));
+                p.peer_type = PeerType::Pod;
+                p.source = format!("BGPPeer/{name} Pod/{ns}/{}", m.name);
+                // Pods peer with the stable workload peering address, multihop.
+                p.source_address = if ip.is_ipv4() {
+                    ctx.workload_peering.0
+                } else {
+                    ctx.workload_peering.1
+                }
+                .or(p.source_address);
+                p.ttl = Some(s.ebgp_multihop.unwrap_or(255));
+                p.pod = Some(info.clone());
+                out.push(p);
+            }
+        }
+    } else if let Some(ip) = &s.peer_ip {
         let (addr, port) = parse_peer_ip(ip).map_err(err)?;
         let ra = remote_as
             .ok_or_else(|| err("asNumber (or remoteAs) is required with peerIP".into()))?;
@@ -784,6 +975,72 @@ fn peers_of(
         }
     }
     Ok(out)
+}
+
+/// What pods may never announce: the cluster's pod CIDRs, service ranges and
+/// service IPs, node addresses, the default routes, and configured prefixes.
+fn pod_deny_list(
+    state: &ClusterState,
+    g: &BgpConfigurationSpec,
+) -> Result<Vec<(IpNet, String)>, ConfigError> {
+    let mut deny: Vec<(IpNet, String)> = vec![
+        (
+            "0.0.0.0/0".parse().expect("literal"),
+            "the default route".into(),
+        ),
+        ("::/0".parse().expect("literal"), "the default route".into()),
+    ];
+    for n in state.nodes.values() {
+        let name = &n.metadata.name;
+        for c in n.spec.pod_cidrs.iter().chain(n.spec.pod_cidr.iter()) {
+            if let Ok(p) = c.parse::<IpNet>() {
+                deny.push((p.trunc(), format!("pod CIDR of node {name}")));
+            }
+        }
+        for a in node_addresses(n) {
+            deny.push((IpNet::from(a), format!("address of node {name}")));
+        }
+    }
+    for (list, what) in [
+        (&g.service_cluster_ips, "service cluster IPs"),
+        (&g.service_external_ips, "service external IPs"),
+        (&g.service_load_balancer_ips, "service load balancer IPs"),
+    ] {
+        for e in list {
+            if let Ok(p) = e.cidr.parse::<IpNet>() {
+                deny.push((p.trunc(), what.to_string()));
+            }
+        }
+    }
+    for (k, svc) in &state.services {
+        let ips = svc
+            .spec
+            .cluster_ips
+            .iter()
+            .chain(svc.spec.cluster_ip.iter())
+            .chain(svc.spec.external_ips.iter())
+            .chain(
+                svc.status
+                    .load_balancer
+                    .ingress
+                    .iter()
+                    .filter_map(|i| i.ip.as_ref()),
+            );
+        for ip in ips.filter_map(|i| i.parse::<IpAddr>().ok()) {
+            deny.push((IpNet::from(ip), format!("IP of service {k}")));
+        }
+    }
+    for c in &g.pod_peer_deny_prefixes {
+        let p: IpNet = c.parse().map_err(|_| {
+            invalid(
+                "BGPConfiguration",
+                "default",
+                format!("podPeerDenyPrefixes: {c:?} is not a CIDR"),
+            )
+        })?;
+        deny.push((p.trunc(), "the admin's deny list".into()));
+    }
+    Ok(deny)
 }
 
 /// A BGPFilter resource as policy.

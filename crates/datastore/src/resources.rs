@@ -136,6 +136,93 @@ pub struct LbIngress {
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
+/// `v1 Pod`: what pod peering needs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Pod {
+    pub metadata: PodMeta,
+    #[serde(default)]
+    pub spec: PodSpec,
+    #[serde(default)]
+    pub status: PodStatus,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Set while the pod is terminating: it is no longer a peer.
+    #[serde(default)]
+    pub deletion_timestamp: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default, rename = "podIP")]
+    pub pod_ip: Option<String>,
+    #[serde(default, rename = "podIPs")]
+    pub pod_ips: Vec<PodIp>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PodIp {
+    pub ip: String,
+}
+
+/// `v1 Namespace`: its labels, for namespace selectors.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Namespace {
+    pub metadata: Meta,
+}
+
+/// `kbgp.io/v1alpha1 BGPAllowList`: namespaced, owned by the namespace's users:
+/// the prefixes pods in this namespace may announce to their node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BgpAllowList {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub spec: BgpAllowListSpec,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BgpAllowListSpec {
+    #[serde(default)]
+    pub prefixes: Vec<AllowPrefixSpec>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowPrefixSpec {
+    pub cidr: String,
+    /// Shortest prefix length allowed (default: the CIDR's own).
+    #[serde(default)]
+    pub ge: Option<u8>,
+    /// Longest prefix length allowed (default: the CIDR's own).
+    #[serde(default)]
+    pub le: Option<u8>,
+}
+
 /// `v1 Secret`, for BGPPeer passwords.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -221,6 +308,10 @@ pub struct BgpConfigurationSpec {
     /// restart does not disturb forwarding); false removes them on SIGTERM.
     #[serde(default)]
     pub keep_kernel_routes_on_shutdown: Option<bool>,
+    /// Prefixes pods may never announce, on top of the cluster's own
+    /// (pod CIDRs, service ranges, node addresses, default routes).
+    #[serde(default)]
+    pub pod_peer_deny_prefixes: Vec<String>,
 }
 
 impl BgpConfigurationSpec {
@@ -234,6 +325,7 @@ impl BgpConfigurationSpec {
         "prefixes",
         "originateInterfaces",
         "keepKernelRoutesOnShutdown",
+        "podPeerDenyPrefixes",
     ];
 }
 
@@ -351,6 +443,12 @@ pub struct BgpPeerSpec {
     /// Unnumbered peers: how often to send router advertisements (default 3s).
     #[serde(default)]
     pub router_advertisement_interval: Option<String>,
+    /// Peer with the pods on this node that match (Calico selector syntax).
+    #[serde(default)]
+    pub pod_selector: Option<String>,
+    /// Only pods in namespaces whose labels match.
+    #[serde(default)]
+    pub namespace_selector: Option<String>,
 }
 
 impl BgpPeerSpec {
@@ -365,6 +463,8 @@ impl BgpPeerSpec {
         "maxPrefixesWarningPercent",
         "maxPrefixesAction",
         "routerAdvertisementInterval",
+        "podSelector",
+        "namespaceSelector",
     ];
 }
 
@@ -455,6 +555,9 @@ pub struct ClusterState {
     pub bgp_configurations: BTreeMap<String, BgpConfiguration>,
     pub bgp_peers: BTreeMap<String, BgpPeer>,
     pub bgp_filters: BTreeMap<String, BgpFilter>,
+    pub pods: BTreeMap<String, Pod>,
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub allow_lists: BTreeMap<String, BgpAllowList>,
 }
 
 /// One parsed document.
@@ -467,6 +570,9 @@ pub enum Resource {
     BgpConfiguration(BgpConfiguration),
     BgpPeer(BgpPeer),
     BgpFilter(BgpFilter),
+    Pod(Pod),
+    Namespace(Namespace),
+    AllowList(BgpAllowList),
 }
 
 /// What to do with a document of a kind kbgp does not read.
@@ -493,6 +599,23 @@ impl ClusterState {
             Resource::BgpConfiguration(c) => ("BGPConfiguration", key(&c.metadata)),
             Resource::BgpPeer(p) => ("BGPPeer", key(&p.metadata)),
             Resource::BgpFilter(f) => ("BGPFilter", key(&f.metadata)),
+            Resource::Pod(p) => (
+                "Pod",
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or("default"),
+                    p.metadata.name
+                ),
+            ),
+            Resource::Namespace(n) => ("Namespace", key(&n.metadata)),
+            Resource::AllowList(a) => (
+                "BGPAllowList",
+                format!(
+                    "{}/{}",
+                    a.metadata.namespace.as_deref().unwrap_or("default"),
+                    a.metadata.name
+                ),
+            ),
         };
         let dup = match r {
             Resource::Node(n) => self.nodes.insert(k.clone(), n).is_some(),
@@ -502,6 +625,9 @@ impl ClusterState {
             Resource::BgpConfiguration(c) => self.bgp_configurations.insert(k.clone(), c).is_some(),
             Resource::BgpPeer(p) => self.bgp_peers.insert(k.clone(), p).is_some(),
             Resource::BgpFilter(f) => self.bgp_filters.insert(k.clone(), f).is_some(),
+            Resource::Pod(p) => self.pods.insert(k.clone(), p).is_some(),
+            Resource::Namespace(n) => self.namespaces.insert(k.clone(), n).is_some(),
+            Resource::AllowList(a) => self.allow_lists.insert(k.clone(), a).is_some(),
         };
         if dup {
             return Err(format!("{map_name} {k:?} is defined twice"));
@@ -531,7 +657,15 @@ pub fn parse_value(v: serde_yaml::Value) -> Result<Parsed, String> {
     if name.is_empty()
         && matches!(
             kind.as_str(),
-            "Node" | "Service" | "Secret" | "BGPConfiguration" | "BGPPeer"
+            "Node"
+                | "Service"
+                | "Secret"
+                | "BGPConfiguration"
+                | "BGPPeer"
+                | "BGPFilter"
+                | "Pod"
+                | "Namespace"
+                | "BGPAllowList"
         )
     {
         return Err(format!("{kind} without metadata.name"));
@@ -582,6 +716,15 @@ pub fn parse_value(v: serde_yaml::Value) -> Result<Parsed, String> {
         (CALICO_GROUP | KBGP_GROUP, "BGPPeer") => {
             calico_only(&v, BgpPeerSpec::KBGP_ONLY)?;
             Resource::BgpPeer(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
+        }
+        ("v1", "Pod") => {
+            Resource::Pod(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
+        }
+        ("v1", "Namespace") => {
+            Resource::Namespace(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
+        }
+        (KBGP_GROUP, "BGPAllowList") => {
+            Resource::AllowList(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
         }
         (CALICO_GROUP | KBGP_GROUP, "BGPFilter") => {
             if api_version == CALICO_GROUP {

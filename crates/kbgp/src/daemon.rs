@@ -22,9 +22,9 @@ pub struct DaemonOpts {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, env = "KBGP_LOG", default_value = "info")]
     log_level: String,
-    /// How often to look for changes in the directory.
-    #[arg(long, default_value = "1", value_name = "SECONDS")]
-    poll_interval: u64,
+    /// How often to look for changes in the directory (seconds, fractions allowed).
+    #[arg(long, default_value = "0.5", value_name = "SECONDS")]
+    poll_interval: f64,
 }
 
 fn init_logging(level: &str) {
@@ -111,7 +111,9 @@ pub async fn run(o: DaemonOpts) -> u8 {
     let mut watchdog = crate::sdnotify::Notifier::from_env()
         .and(crate::sdnotify::Notifier::watchdog_interval())
         .map(tokio::time::interval);
-    let mut tick = tokio::time::interval(Duration::from_secs(o.poll_interval.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        o.poll_interval.clamp(0.1, 86_400.0),
+    ));
     let mut seen = datastore::fingerprint(&o.config_dir);
     loop {
         tokio::select! {

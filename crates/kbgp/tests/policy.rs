@@ -77,6 +77,14 @@ fn bgpfilter_import_export_rejected_reasons_and_max_prefix() {
     // Import: the cluster prefix is refused, with the reason, and never reaches the kernel.
     let rej = wait_for("the rejected route", Duration::from_secs(15), || {
         let v = kbgp.json(&["show", "rib", "--rejected"])?;
+        assert!(
+            v["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["direction"] == "rejected"),
+            "only rejected routes: {v}"
+        );
         v["routes"]
             .as_array()
             .and_then(|r| r.iter().find(|x| x["prefix"] == "10.244.5.0/24").cloned())

@@ -2,7 +2,8 @@
 //!
 //! - locally originated routes go to every peer;
 //! - routes from an eBGP peer go to iBGP peers, never to another eBGP peer
-//!   (no transit between eBGP neighbours unless policy says so);
+//!   (no transit between eBGP neighbours unless policy says so), except that
+//!   routes from pod peers (network functions) go to every non-pod peer;
 //! - routes from an iBGP peer go to eBGP peers; to iBGP peers only when this
 //!   speaker is a route reflector: from a client to everyone, from a
 //!   non-client to clients only, with ORIGINATOR_ID and CLUSTER_LIST set;
@@ -90,8 +91,12 @@ pub fn export(
             if &*src.key == to.key {
                 return None;
             }
+            // Pod routes go to the node's other peers, never to another pod.
+            if src.pod && to.cfg.pod.is_some() {
+                return None;
+            }
             match (src.ibgp, to_ibgp) {
-                (false, false) => return None,
+                (false, false) if !src.pod => return None,
                 (true, true) => {
                     let cluster = global.cluster_id?;
                     if !src.rr_client && !to.cfg.rr_client {

@@ -415,10 +415,31 @@ impl Main {
             .await;
             sum.removed.push(k);
         }
+        // Policy (filters, max-prefix, pod allow/deny lists) changes apply in
+        // place; anything else about a peer resets it.
+        let session_part = |c: &PeerCfg| {
+            let mut c = c.clone();
+            c.filters.clear();
+            c.max_prefix = None;
+            c.pod = None;
+            c
+        };
         let changed: Vec<String> = d
             .peers
             .iter()
-            .filter(|(k, c)| self.peers.get(*k).is_some_and(|p| &p.cfg != *c))
+            .filter(|(k, c)| {
+                self.peers
+                    .get(*k)
+                    .is_some_and(|p| session_part(&p.cfg) != session_part(c))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let policy_changed: Vec<String> = d
+            .peers
+            .iter()
+            .filter(|(k, c)| {
+                !changed.contains(k) && self.peers.get(*k).is_some_and(|p| &p.cfg != *c)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in &changed {
@@ -444,6 +465,18 @@ impl Main {
                 }
                 self.spawn_peer(&d.global, c.clone());
             }
+        }
+        for k in &policy_changed {
+            if let (Some(p), Some(c)) = (self.peers.get_mut(k), d.peers.get(k)) {
+                info!(peer = %k, "peer policy changed: re-evaluating its routes");
+                p.cfg = c.clone();
+            }
+            self.reimport(k).await;
+        }
+        if !policy_changed.is_empty() {
+            // Export filters may have changed too.
+            let all = self.loc.prefixes();
+            self.propagate(all).await;
         }
         sum.originate_changed = self.cfg_originate != d.originate;
         self.cfg_originate = d.originate;
@@ -512,6 +545,36 @@ impl Main {
             q.family.is_none_or(|f| Nlri::new(*prefix).family() == f)
                 && q.prefix.is_none_or(|p| p == *prefix || p.contains(prefix))
         };
+        if q.rejected {
+            for (key, p) in self
+                .peers
+                .iter()
+                .filter(|(k, _)| q.peer.as_ref().is_none_or(|x| x == *k))
+            {
+                let Some(rej) = self.rejected.get(key) else {
+                    continue;
+                };
+                for ((prefix, path_id), r) in p.rib_in.iter().filter(|((pfx, _), _)| want(pfx)) {
+                    let Some(reason) = rej.get(prefix) else {
+                        continue;
+                    };
+                    out.push(RibEntry {
+                        prefix: *prefix,
+                        path_id: *path_id,
+                        direction: "rejected",
+                        peer: key.clone(),
+                        next_hop: r.next_hop.to_string(),
+                        attrs: (*r.attrs).clone(),
+                        since: to_unix(r.since),
+                        best: false,
+                        multipath: false,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            out.sort_by(|a, b| (a.prefix, &a.peer).cmp(&(b.prefix, &b.peer)));
+            return out;
+        }
         for (key, p) in self
             .peers
             .iter()

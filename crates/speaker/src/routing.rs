@@ -51,27 +51,12 @@ impl Main {
     }
 
     fn import(&mut self, key: &str, update: &Update) -> Vec<IpNet> {
-        let Some(g) = self.global.clone() else {
-            return vec![];
-        };
-        let Some(info) = self
-            .peers
-            .get(key)
-            .and_then(|p| p.session.as_ref())
-            .map(|s| s.info.clone())
-        else {
-            return vec![];
-        };
-        let filters = self
-            .peers
-            .get(key)
-            .map(|p| p.cfg.filters.clone())
-            .unwrap_or_default();
-        let rejected = self.rejected.entry(key.to_string()).or_default();
-        for n in update.withdrawals() {
-            rejected.remove(&n.prefix);
-        }
         let mut changed = Vec::new();
+        if let Some(rejected) = self.rejected.get_mut(key) {
+            for n in update.withdrawals() {
+                rejected.remove(&n.prefix);
+            }
+        }
         for n in update.withdrawals() {
             if self.loc.remove(&n.prefix, key, n.path_id.unwrap_or(0)) == Changed::Yes {
                 changed.push(n.prefix);
@@ -79,62 +64,98 @@ impl Main {
         }
         let mut base = update.attrs.clone();
         base.next_hop = None;
-        let reject = self.import_check(&g, &base);
-        if let Some(why) = reject {
-            let n = update.announcements().count();
-            if n > 0 {
-                info!(peer = %key, reason = why, prefixes = n, "routes not accepted");
-            }
-        }
         let attrs = self.interner.intern(base);
         let ann: Vec<_> = update.announcements().map(|(n, nh)| (*n, nh)).collect();
         for (n, nh) in ann {
-            let pid = n.path_id.unwrap_or(0);
-            let verdict = match reject {
-                Some(why) => bgp_policy::Verdict::Reject(why.to_string()),
-                None => bgp_policy::evaluate(
-                    &filters,
-                    bgp_policy::Direction::Import,
-                    &n.prefix,
-                    &attrs,
-                    g.asn,
-                ),
-            };
-            let rejected = self.rejected.entry(key.to_string()).or_default();
-            let path_attrs = match verdict {
-                bgp_policy::Verdict::Reject(why) => {
-                    rejected.insert(n.prefix, why);
-                    None
-                }
-                bgp_policy::Verdict::Accept(None) => {
-                    rejected.remove(&n.prefix);
-                    Some(attrs.clone())
-                }
-                bgp_policy::Verdict::Accept(Some(changed)) => {
-                    rejected.remove(&n.prefix);
-                    Some(self.interner.intern(changed))
-                }
-            };
-            let c = match path_attrs {
-                None => self.loc.remove(&n.prefix, key, pid),
-                Some(path_attrs) => {
-                    let path = Path {
-                        source: Source::Peer(info.clone()),
-                        path_id: pid,
-                        attrs: path_attrs,
-                        next_hop: nh,
-                        weight: 0,
-                        igp_cost: self.igp_cost(&nh),
-                        seq: 0,
-                    };
-                    self.loc.upsert(n.prefix, path)
-                }
-            };
-            if c == Changed::Yes {
+            if self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &attrs, nh) == Changed::Yes
+            {
                 changed.push(n.prefix);
             }
         }
         changed
+    }
+
+    /// Run one received route through the checks and policy into the Loc-RIB.
+    fn import_route(
+        &mut self,
+        key: &str,
+        prefix: IpNet,
+        path_id: u32,
+        attrs: &Arc<PathAttrs>,
+        nh: NextHop,
+    ) -> Changed {
+        let Some(g) = self.global.clone() else {
+            return Changed::No;
+        };
+        let Some(p) = self.peers.get(key) else {
+            return Changed::No;
+        };
+        let Some(info) = p.session.as_ref().map(|s| s.info.clone()) else {
+            return Changed::No;
+        };
+        let pod = p.cfg.pod.clone();
+        let filters = p.cfg.filters.clone();
+        let verdict = if let Some(why) = self.import_check(&g, attrs) {
+            bgp_policy::Verdict::Reject(why.to_string())
+        } else if let Some(Err(why)) = pod.as_ref().map(|pod| pod.check(&prefix)) {
+            bgp_policy::Verdict::Reject(why)
+        } else {
+            bgp_policy::evaluate(
+                &filters,
+                bgp_policy::Direction::Import,
+                &prefix,
+                attrs,
+                g.asn,
+            )
+        };
+        let rejected = self.rejected.entry(key.to_string()).or_default();
+        let path_attrs = match verdict {
+            bgp_policy::Verdict::Reject(why) => {
+                rejected.insert(prefix, why);
+                None
+            }
+            bgp_policy::Verdict::Accept(None) => {
+                rejected.remove(&prefix);
+                Some(attrs.clone())
+            }
+            bgp_policy::Verdict::Accept(Some(changed)) => {
+                rejected.remove(&prefix);
+                Some(self.interner.intern(changed))
+            }
+        };
+        match path_attrs {
+            None => self.loc.remove(&prefix, key, path_id),
+            Some(path_attrs) => {
+                let path = Path {
+                    source: Source::Peer(info),
+                    path_id,
+                    attrs: path_attrs,
+                    next_hop: nh,
+                    weight: 0,
+                    igp_cost: self.igp_cost(&nh),
+                    seq: 0,
+                };
+                self.loc.upsert(prefix, path)
+            }
+        }
+    }
+
+    /// Policy changed for a peer: run what it sent through the new policy
+    /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
+    pub(crate) async fn reimport(&mut self, key: &str) {
+        let Some(p) = self.peers.get(key) else { return };
+        let routes: Vec<(IpNet, u32, NextHop, Arc<PathAttrs>)> = p
+            .rib_in
+            .iter()
+            .map(|((pfx, id), r)| (*pfx, *id, r.next_hop, r.attrs.clone()))
+            .collect();
+        let mut changed = Vec::new();
+        for (prefix, id, nh, attrs) in routes {
+            if self.import_route(key, prefix, id, &attrs, nh) == Changed::Yes {
+                changed.push(prefix);
+            }
+        }
+        self.propagate(changed).await;
     }
 
     /// Enforce the peer's max-prefix limit on what it has sent and we accepted.
@@ -386,6 +407,7 @@ impl Main {
                             }
                             _ => None,
                         },
+                        pod: p.cfg.pod.is_some(),
                     });
                     p.session = Some(Session {
                         gen,

@@ -16,6 +16,7 @@ fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
         ibgp,
         rr_client: false,
         ifindex: None,
+        pod: false,
     }))
 }
 

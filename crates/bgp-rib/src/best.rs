@@ -27,6 +27,8 @@ pub struct PeerInfo {
     pub ifindex: Option<u32>,
     /// A pod on this node (a network function): its routes go upstream, not to other pods.
     pub pod: bool,
+    /// Its routes may be passed on to other eBGP peers.
+    pub transit: bool,
 }
 
 /// Where a path came from.

@@ -154,6 +154,8 @@ pub struct PeerCfg {
     pub ra_interval: u32,
     /// Set for pod peers: the hijack protection that applies to their routes.
     pub pod: Option<std::sync::Arc<PodPeer>>,
+    /// Routes from this (eBGP) peer may go to other eBGP peers.
+    pub transit: bool,
 }
 
 impl PeerCfg {
@@ -521,6 +523,7 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         max_prefix: None,
         ra_interval: 3,
         pod: None,
+        transit: false,
     };
     if gspec.node_to_node_mesh_enabled.unwrap_or(true) {
         let password = match &gspec.node_mesh_password {
@@ -809,6 +812,7 @@ fn peers_of(
         max_prefix,
         ra_interval,
         pod: None,
+        transit: s.transit.unwrap_or(false),
     };
     let mut out = Vec::new();
     let pod_selector = s

@@ -449,6 +449,10 @@ pub struct BgpPeerSpec {
     /// Only pods in namespaces whose labels match.
     #[serde(default)]
     pub namespace_selector: Option<String>,
+    /// Routes from this eBGP peer may be passed on to other eBGP peers
+    /// (default off: a node is no transit between its eBGP neighbours).
+    #[serde(default)]
+    pub transit: Option<bool>,
 }
 
 impl BgpPeerSpec {
@@ -465,6 +469,7 @@ impl BgpPeerSpec {
         "routerAdvertisementInterval",
         "podSelector",
         "namespaceSelector",
+        "transit",
     ];
 }
 

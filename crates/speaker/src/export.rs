@@ -96,7 +96,7 @@ pub fn export(
                 return None;
             }
             match (src.ibgp, to_ibgp) {
-                (false, false) if !src.pod => return None,
+                (false, false) if !src.pod && !src.transit => return None,
                 (true, true) => {
                     let cluster = global.cluster_id?;
                     if !src.rr_client && !to.cfg.rr_client {

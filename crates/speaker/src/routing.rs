@@ -408,6 +408,7 @@ impl Main {
                             _ => None,
                         },
                         pod: p.cfg.pod.is_some(),
+                        transit: p.cfg.transit,
                     });
                     p.session = Some(Session {
                         gen,

@@ -17,6 +17,7 @@ fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
         rr_client: false,
         ifindex: None,
         pod: false,
+        transit: false,
     }))
 }
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: kbgp, BIRD 2, FRR bgpd and GoBGP on the same input,
+# the same method, in one run (the bgperf method; see docs/BENCHMARKS.md).
+#
+#   sudo bench/run.sh                 sizes 10000 100000 1000000
+#   sudo bench/run.sh --quick         10000 only: checks the harness works (CI)
+#   sudo bench/run.sh --sizes "N ..." --daemons "kbgp bird ..."
+#
+# Everything runs in one network namespace made for the run, on addresses of
+# 198.18.0.0/15 on an interface in it; removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES="10000 100000 1000000"
+DAEMONS="kbgp bird frr gobgp"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) SIZES="10000"; shift ;;
+    --sizes) SIZES="$2"; shift 2 ;;
+    --daemons) DAEMONS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"]" >&2; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (network namespace)" >&2; exit 2; }
+cargo build --release --locked -p kbgp -p bench >&2
+NS=kbbench$$
+W=$(mktemp -d /tmp/kbgp-bench.XXXXXX)
+chmod 755 "$W"
+cleanup() { ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$NS" 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+# A veth pair kept inside the namespace: 198.18.0.0/15 is then a connected
+# subnet whose other addresses (the injected next hop 198.18.0.100) are not local.
+ip -n "$NS" link add bench0 type veth peer name bench1
+ip -n "$NS" link set bench0 up
+ip -n "$NS" link set bench1 up
+for a in 1 2 3; do ip -n "$NS" addr add "198.18.0.$a/15" dev bench0; done
+RESULTS="$W/results.jsonl"
+for n in $SIZES; do
+  for d in $DAEMONS; do
+    echo "== $d, $n prefixes" >&2
+    if ! ip netns exec "$NS" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" \
+        --workdir "$W/$d-$n" --kbgp target/release/kbgp >> "$RESULTS"; then
+      echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$RESULTS"
+      tail -5 "$W/$d-$n/$d.log" >&2 || true
+    fi
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    sleep 1
+  done
+done
+python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"| prefixes | daemon | converge s | withdraw s | peak RSS MiB | CPU s | time vs BIRD | RSS vs BIRD |")
+print(f"|---:|---|---:|---:|---:|---:|---:|---:|")
+for n in sorted({r['prefixes'] for r in rows}):
+    bird = next((r for r in rows if r['prefixes'] == n and r['daemon'] == 'bird' and not r.get('failed')), None)
+    for r in [r for r in rows if r['prefixes'] == n]:
+        if r.get('failed'):
+            print(f"| {n} | {r['daemon']} | failed | | | | | |"); continue
+        tv = f"{r['converge_ms']/bird['converge_ms']:.2f}x" if bird and bird['converge_ms'] else "-"
+        rv = f"{r['rss_peak_kb']/bird['rss_peak_kb']:.2f}x" if bird and bird['rss_peak_kb'] else "-"
+        print(f"| {n} | {r['daemon']} | {r['converge_ms']/1000:.2f} | {r['withdraw_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
+inj = [r for r in rows if not r.get('failed')]
+if inj:
+    r = max(inj, key=lambda r: r['prefixes'])
+    print(f"\nInjector: {r['prefixes']} prefixes in {r['updates']} UPDATEs ({r['table_bytes']/1e6:.1f} MB, "
+          f"{r['attribute_sets']} attribute sets) written in {r['inject_write_ms']} ms "
+          f"(the socket write returns once the daemon has read it; the daemon is the bottleneck).")
+failed = [r for r in rows if r.get('failed')]
+sys.exit(1 if failed else 0)
+PY

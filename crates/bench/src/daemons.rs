@@ -1,0 +1,93 @@
+//! The daemons under test, each configured the same way: AS 65000 at
+//! 198.18.0.2, an eBGP session to the injector (AS 65001) and one to the
+//! monitor (AS 65002), everything from the injector passed to the monitor,
+//! no kernel route installation, connecting out (the tools listen).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tokio::process::{Child, Command};
+
+fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let f = std::fs::File::create(log)?;
+    Ok(cmd.stdout(f.try_clone()?).stderr(f).kill_on_drop(true).spawn()?)
+}
+
+pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
+    let log = dir.join(format!("{daemon}.log"));
+    match daemon {
+        "kbgp" => {
+            let cfg = dir.join("kbgp");
+            std::fs::create_dir_all(&cfg)?;
+            std::fs::write(
+                cfg.join("bench.yaml"),
+                "apiVersion: v1\nkind: Node\nmetadata: {name: bench}\nstatus: {addresses: [{type: InternalIP, address: 198.18.0.2}]}\n---\n\
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
+                 spec: {asNumber: 65000, nodeToNodeMeshEnabled: false, programKernelRoutes: false}\n---\n\
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: injector}\nspec: {peerIP: 198.18.0.1, asNumber: 65001, transit: true, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n---\n\
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: monitor}\nspec: {peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n",
+            )?;
+            spawn(
+                Command::new(kbgp)
+                    .args(["daemon", "--config-dir"])
+                    .arg(&cfg)
+                    .args(["--node", "bench", "--log-level", "warn", "--api-socket"])
+                    .arg(dir.join("kbgp.sock")),
+                &log,
+            )
+        }
+        "bird" => {
+            let conf = dir.join("bird.conf");
+            std::fs::write(
+                &conf,
+                "router id 198.18.0.2;\nprotocol device {}\nprotocol direct { ipv4; }\n\
+                 protocol bgp injector { local 198.18.0.2 as 65000; neighbor 198.18.0.1 as 65001; multihop; strict bind; ipv4 { import all; export none; }; }\n\
+                 protocol bgp monitor { local 198.18.0.2 as 65000; neighbor 198.18.0.3 as 65002; multihop; strict bind; ipv4 { import none; export all; }; }\n",
+            )?;
+            spawn(Command::new("bird").arg("-f").arg("-c").arg(&conf).arg("-s").arg(dir.join("bird.ctl")), &log)
+        }
+        "frr" => {
+            let d = dir.join("frr");
+            std::fs::create_dir_all(&d)?;
+            let conf = d.join("bgpd.conf");
+            std::fs::write(
+                &conf,
+                "frr defaults traditional\nhostname dut\nrouter bgp 65000\n bgp router-id 198.18.0.2\n no bgp ebgp-requires-policy\n\
+                 neighbor 198.18.0.1 remote-as 65001\n neighbor 198.18.0.1 ebgp-multihop 2\n\
+                 neighbor 198.18.0.3 remote-as 65002\n neighbor 198.18.0.3 ebgp-multihop 2\n",
+            )?;
+            spawn(
+                Command::new("/usr/lib/frr/bgpd")
+                    .args(["-S", "-Z", "-n", "-l", "198.18.0.2", "-p", "0", "-u", "root", "-g", "root", "-f"])
+                    .arg(&conf)
+                    .arg("-i")
+                    .arg(d.join("bgpd.pid"))
+                    .arg("--vty_socket")
+                    .arg(&d)
+                    .arg("-z")
+                    .arg(d.join("zserv.api")),
+                &log,
+            )
+        }
+        "gobgp" => {
+            let conf = dir.join("gobgp.toml");
+            std::fs::write(
+                &conf,
+                "[global.config]\n  as = 65000\n  router-id = \"198.18.0.2\"\n  port = -1\n\
+                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.0.1\"\n    peer-as = 65001\n\
+                   [neighbors.transport.config]\n    local-address = \"198.18.0.2\"\n\
+                   [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n\
+\
+                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.0.3\"\n    peer-as = 65002\n\
+                   [neighbors.transport.config]\n    local-address = \"198.18.0.2\"\n\
+                   [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n\
+",
+            )?;
+            spawn(
+                Command::new("gobgpd").arg("-f").arg(&conf).args(["-t", "toml", "--api-hosts", "127.0.0.1:50051", "--log-level", "warn"]),
+                &log,
+            )
+        }
+        other => Err(anyhow::anyhow!("unknown daemon {other:?}")).context("--daemon"),
+    }
+}

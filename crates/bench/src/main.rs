@@ -1,0 +1,230 @@
+//! kbgp-bench: one measurement of one daemon, run inside the benchmark's
+//! network namespace (see bench/run.sh). The injector (198.18.0.1, AS 65001)
+//! and the monitor (198.18.0.3, AS 65002) both listen; the daemon under test
+//! (198.18.0.2, AS 65000) connects to both. Once both sessions are up, the
+//! injector sends the table and the monitor times until it holds every prefix,
+//! then the same for withdrawing all of it. Prints one JSON line.
+
+mod daemons;
+mod table;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bgp_fsm::{RemoteAs, SessionCfg};
+use bgp_wire::update::{pack_announce, pack_withdraw, NextHop};
+use bgp_wire::{frame_len, Ctx, Family, Message, Nlri, MAX_LEN_EXTENDED};
+use bytes::BytesMut;
+use clap::Parser;
+use ipnet::IpNet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub const INJECTOR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const DUT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const MONITOR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+/// Next hop of injected routes: in the benchmark subnet, not a local address.
+pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+
+#[derive(Parser)]
+#[command(name = "kbgp-bench")]
+struct Args {
+    /// kbgp, bird, frr or gobgp.
+    #[arg(long)]
+    daemon: String,
+    #[arg(long, default_value_t = 100_000)]
+    prefixes: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Working directory for the daemon's configuration and logs.
+    #[arg(long)]
+    workdir: std::path::PathBuf,
+    /// The kbgp binary.
+    #[arg(long, default_value = "target/release/kbgp")]
+    kbgp: std::path::PathBuf,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+/// Accept the daemon's connection and bring the session up.
+async fn session(addr: Ipv4Addr, asn: u32) -> Result<(TcpStream, BytesMut)> {
+    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 179)).await.with_context(|| format!("listen on {addr}:179"))?;
+    let (mut s, _) = l.accept().await?;
+    s.set_nodelay(true)?;
+    let mut cfg = SessionCfg::new(asn, RemoteAs::Number(65000), addr);
+    cfg.hold_time = 180;
+    cfg.families = vec![Family::IPV4_UNICAST];
+    cfg.extended_messages = false;
+    let ctx = Ctx::modern();
+    s.write_all(&Message::Open(cfg.open()).to_bytes(&ctx)).await?;
+    s.write_all(&Message::Keepalive.to_bytes(&ctx)).await?;
+    let mut buf = BytesMut::with_capacity(1 << 20);
+    let (mut got_open, mut got_ka) = (false, false);
+    while !(got_open && got_ka) {
+        match next_msg(&mut s, &mut buf, &ctx).await? {
+            Message::Open(o) => {
+                if o.hold_time != 0 && o.hold_time < 3 {
+                    bail!("bad hold time");
+                }
+                got_open = true;
+            }
+            Message::Keepalive => got_ka = true,
+            Message::Notification(n) => bail!("daemon sent {n}"),
+            _ => {}
+        }
+    }
+    Ok((s, buf))
+}
+
+async fn next_msg<R: tokio::io::AsyncRead + Unpin>(s: &mut R, buf: &mut BytesMut, ctx: &Ctx) -> Result<Message> {
+    loop {
+        if let Some(len) = frame_len(buf, MAX_LEN_EXTENDED).map_err(|n| anyhow::anyhow!("{n}"))? {
+            if buf.len() >= len {
+                let f = buf.split_to(len);
+                return Message::decode(&f, ctx).map_err(|n| anyhow::anyhow!("decode: {n}"));
+            }
+        }
+        if s.read_buf(buf).await? == 0 {
+            bail!("connection closed");
+        }
+    }
+}
+
+/// Write `bytes` (whole BGP messages) in chunks of about 1 MB that end on
+/// message boundaries, so keepalives can go in between.
+async fn write_chunks(w: &tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>, bytes: &[u8]) -> Result<()> {
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut end = start;
+        while end < bytes.len() && end - start < (1 << 20) {
+            let len = u16::from_be_bytes([bytes[end + 16], bytes[end + 17]]) as usize;
+            end += len;
+        }
+        w.lock().await.write_all(&bytes[start..end]).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+fn proc_stats(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of /proc/PID/stat (utime, stime) in clock ticks of 10 ms.
+    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (hwm, ticks * 10)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    std::fs::create_dir_all(&a.workdir)?;
+    let t_gen = Instant::now();
+    let groups = table::generate(a.prefixes, a.seed, NEXT_HOP);
+    let ctx = Ctx::modern();
+    let mut announce = BytesMut::new();
+    let mut updates = 0;
+    let mut all: Vec<Nlri> = Vec::with_capacity(a.prefixes);
+    for (attrs, nlri) in &groups {
+        updates += pack_announce(&ctx, attrs, Family::IPV4_UNICAST, NextHop::V4(NEXT_HOP), nlri, &mut announce);
+        all.extend_from_slice(nlri);
+    }
+    let mut withdraw = BytesMut::new();
+    pack_withdraw(&ctx, Family::IPV4_UNICAST, &all, &mut withdraw);
+    let gen_ms = t_gen.elapsed().as_millis();
+
+    // Both tools listen before the daemon starts.
+    let inj = tokio::spawn(session(INJECTOR, 65001));
+    let mon = tokio::spawn(session(MONITOR, 65002));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut child = daemons::start(&a.daemon, &a.workdir, &a.kbgp)?;
+    let pid = child.id().context("daemon pid")?;
+    let deadline = Duration::from_secs(a.timeout);
+    let (inj_s, _) = tokio::time::timeout(deadline, inj).await.context("injector session timeout")???;
+    let (mon_s, mut mon_buf) = tokio::time::timeout(deadline, mon).await.context("monitor session timeout")???;
+    // Keepalives every 30 s on both sessions, between whole messages.
+    let (_inj_r, inj_w) = inj_s.into_split();
+    let (mut mon_s, mon_w) = mon_s.into_split();
+    let inj_w = Arc::new(tokio::sync::Mutex::new(inj_w));
+    let mon_w = Arc::new(tokio::sync::Mutex::new(mon_w));
+    for w in [inj_w.clone(), mon_w.clone()] {
+        tokio::spawn(async move {
+            let ka = Message::Keepalive.to_bytes(&Ctx::modern());
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                if w.lock().await.write_all(&ka).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let idle = proc_stats(pid);
+    // Let the daemon settle (initial End-of-RIBs, own routes) before timing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (count_tx, mut count_rx) = watch::channel(0usize);
+    let target = a.prefixes;
+    let monitor = tokio::spawn(async move {
+        let mut held: HashSet<IpNet> = HashSet::with_capacity(target);
+        let ctx = Ctx::modern();
+        loop {
+            match next_msg(&mut mon_s, &mut mon_buf, &ctx).await {
+                Ok(Message::Update(u)) => {
+                    for n in u.withdrawals() {
+                        held.remove(&n.prefix);
+                    }
+                    for (n, _) in u.announcements() {
+                        if n.prefix.to_string().starts_with("198.18.") {
+                            continue;
+                        }
+                        held.insert(n.prefix);
+                    }
+                    let _ = count_tx.send(held.len());
+                }
+                Ok(Message::Notification(n)) => return Err::<(), anyhow::Error>(anyhow::anyhow!("daemon sent {n} to the monitor")),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    let bytes = Arc::new(announce.freeze());
+    let t0 = Instant::now();
+    write_chunks(&inj_w, &bytes).await?;
+    let inject_ms = t0.elapsed().as_millis();
+    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c >= target)).await.context("convergence timeout")??;
+    let converge = t0.elapsed();
+    let loaded = proc_stats(pid);
+    let t1 = Instant::now();
+    write_chunks(&inj_w, &withdraw).await?;
+    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c == 0)).await.context("withdraw timeout")??;
+    let withdraw_t = t1.elapsed();
+    let done = proc_stats(pid);
+    monitor.abort();
+    let _ = child.kill().await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "daemon": a.daemon,
+            "prefixes": a.prefixes,
+            "attribute_sets": groups.len(),
+            "updates": updates,
+            "table_bytes": bytes.len(),
+            "generate_ms": gen_ms,
+            "inject_write_ms": inject_ms,
+            "converge_ms": converge.as_millis(),
+            "withdraw_ms": withdraw_t.as_millis(),
+            "rss_idle_kb": idle.0,
+            "rss_peak_kb": loaded.0.max(done.0),
+            "cpu_converge_ms": loaded.1.saturating_sub(idle.1),
+            "cpu_total_ms": done.1,
+        })
+    );
+    Ok(())
+}

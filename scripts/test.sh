@@ -28,7 +28,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== unit tests"
 cargo nextest run --workspace --locked --no-fail-fast -E 'not (package(kbgp) and kind(test))'
-echo "== interop tests (real daemons in network namespaces)"
-cargo nextest run --workspace --locked --no-fail-fast -E 'package(kbgp) and kind(test)'
 echo "== benchmark harness smoke run (bench/run.sh --quick: checks it works, asserts no speed)"
 ./bench/run.sh --quick
+echo "== interop tests (real daemons in network namespaces)"
+cargo nextest run --workspace --locked --no-fail-fast -E 'package(kbgp) and kind(test)'

@@ -1,8 +1,6 @@
 //! The Loc-RIB: every path to every prefix, in a prefix trie per family, with
 //! the best path and the multipath set kept current.
 
-use std::net::IpAddr;
-
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
@@ -41,10 +39,19 @@ pub struct LocRib {
     seq: u64,
 }
 
-fn selection(d: &Dest) -> Vec<(String, u32, IpAddr)> {
-    d.multipath()
-        .map(|p| (p.source.key().to_string(), p.path_id, p.next_hop.addr()))
-        .collect()
+/// A fingerprint of what the prefix forwards and advertises: the multipath
+/// set's sources, path ids, next hops and attribute sets. No allocation.
+fn selection(d: &Dest) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in d.multipath() {
+        p.source.key().hash(&mut h);
+        p.path_id.hash(&mut h);
+        p.next_hop.addr().hash(&mut h);
+        (std::sync::Arc::as_ptr(&p.attrs) as usize).hash(&mut h);
+    }
+    d.selected.len().hash(&mut h);
+    h.finish()
 }
 
 impl LocRib {
@@ -69,7 +76,7 @@ impl LocRib {
         }
     }
 
-    fn reselect(cfg: &BestCfg, d: &mut Dest, before: Vec<(String, u32, IpAddr)>) -> Changed {
+    fn reselect(cfg: &BestCfg, d: &mut Dest, before: u64) -> Changed {
         d.selected = select(&mut d.paths, cfg);
         if selection(d) == before {
             Changed::No
@@ -95,11 +102,11 @@ impl LocRib {
         {
             Some(x) => {
                 // An implicit withdraw keeps its age only if nothing changed.
-                path.seq = if x.attrs == path.attrs && x.next_hop == path.next_hop {
-                    x.seq
-                } else {
-                    seq
-                };
+                if x.attrs == path.attrs {
+                    // Same content: keep the shared set (and its identity).
+                    path.attrs = x.attrs.clone();
+                }
+                path.seq = if x.attrs == path.attrs && x.next_hop == path.next_hop { x.seq } else { seq };
                 *x = path;
             }
             None => {

@@ -10,12 +10,13 @@
 //! - never back to the peer a route came from.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use bgp_fsm::Negotiated;
 use bgp_rib::best::{Path, Source};
 use bgp_rib::{Interner, OutRoute};
 use bgp_wire::update::NextHop;
-use bgp_wire::{Family, Nlri};
+use bgp_wire::{Family, Nlri, PathAttrs};
 use datastore::{GlobalCfg, PeerCfg};
 use ipnet::IpNet;
 
@@ -71,20 +72,25 @@ pub struct Target<'a> {
 }
 
 /// The route `best` becomes when sent to `to`, or `None` when it must not be sent.
+/// Per-session memo of transformed attribute sets: the result depends only on
+/// the input set and how it is sent (reflected, from where), not on the prefix.
+pub type ExportCache = std::collections::HashMap<(usize, bool, u32, bool), (Arc<PathAttrs>, Arc<PathAttrs>)>;
+
 pub fn export(
     prefix: &IpNet,
     best: &Path,
     to: &Target,
     global: &GlobalCfg,
     interner: &mut Interner,
+    cache: &mut ExportCache,
 ) -> Option<OutRoute> {
     let fam: Family = Nlri::new(*prefix).family();
     if !to.neg.families.contains(&fam) {
         return None;
     }
     let to_ibgp = to.neg.peer_as == global.asn;
-    let mut a = (*best.attrs).clone();
     let mut reflected = false;
+    let mut src_id = 0u32;
     match &best.source {
         Source::Local => {}
         Source::Peer(src) => {
@@ -98,19 +104,16 @@ pub fn export(
             match (src.ibgp, to_ibgp) {
                 (false, false) if !src.pod && !src.transit => return None,
                 (true, true) => {
-                    let cluster = global.cluster_id?;
+                    global.cluster_id?;
                     if !src.rr_client && !to.cfg.rr_client {
                         return None;
                     }
                     // Never reflect a route back to the router that originated it.
-                    if a.originator_id == Some(to.neg.peer_id) {
+                    if best.attrs.originator_id == Some(to.neg.peer_id) {
                         return None;
                     }
-                    if a.originator_id.is_none() {
-                        a.originator_id = Some(src.router_id);
-                    }
-                    a.cluster_list.insert(0, cluster);
                     reflected = true;
+                    src_id = u32::from(src.router_id);
                 }
                 _ => {}
             }
@@ -121,6 +124,19 @@ pub fn export(
     } else {
         next_hop_self(prefix, to.local, to.neg, global)?
     };
+    let key = (Arc::as_ptr(&best.attrs) as usize, reflected, src_id, best.is_local());
+    if let Some((_, out)) = cache.get(&key) {
+        return Some(OutRoute { attrs: out.clone(), next_hop });
+    }
+    let mut a = (*best.attrs).clone();
+    if reflected {
+        if a.originator_id.is_none() {
+            a.originator_id = Some(std::net::Ipv4Addr::from(src_id));
+        }
+        if let Some(cluster) = global.cluster_id {
+            a.cluster_list.insert(0, cluster);
+        }
+    }
     if to_ibgp {
         a.local_pref = Some(best.local_pref());
     } else {
@@ -131,13 +147,11 @@ pub fn export(
             // RFC 4271 §5.1.4: a MED learned from one AS is not passed to another.
             a.med = None;
         }
-        a.as_path
-            .get_or_insert_with(Default::default)
-            .prepend(global.asn, 1);
+        a.as_path.get_or_insert_with(Default::default).prepend(global.asn, 1);
     }
     a.next_hop = None;
-    Some(OutRoute {
-        attrs: interner.intern(a),
-        next_hop,
-    })
+    let out = interner.intern(a);
+    // The input is kept alive in the entry so its address stays unique.
+    cache.insert(key, (best.attrs.clone(), out.clone()));
+    Some(OutRoute { attrs: out, next_hop })
 }

@@ -135,6 +135,8 @@ pub(crate) struct Session {
     pub info: Arc<PeerInfo>,
     /// Families the peer has sent End-of-RIB for.
     pub eor: BTreeSet<Family>,
+    /// Transformed attribute sets for this session (see `export::ExportCache`).
+    pub export_cache: export::ExportCache,
 }
 
 pub(crate) struct PeerEntry {

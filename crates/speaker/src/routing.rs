@@ -298,29 +298,22 @@ impl Main {
 
     fn export_one(&mut self, key: &str, prefix: &IpNet) -> Option<OutRoute> {
         let g = self.global.as_ref()?;
-        let p = self.peers.get(key)?;
-        let s = p.session.as_ref()?;
+        let p = self.peers.get_mut(key)?;
+        let s = p.session.as_mut()?;
+        // Entries of attribute sets no longer in use would pile up: start over.
+        if s.export_cache.len() > 2 * self.interner.len() + 4096 {
+            s.export_cache.clear();
+        }
         let best = self.loc.get(prefix)?.best()?;
-        let target = Target {
-            key,
-            cfg: &p.cfg,
-            neg: &s.neg,
-            local: s.local,
-        };
-        let out = export(prefix, best, &target, g, &mut self.interner)?;
-        match bgp_policy::evaluate(
-            &p.cfg.filters,
-            bgp_policy::Direction::Export,
-            prefix,
-            &out.attrs,
-            g.asn,
-        ) {
+        let target = Target { key, cfg: &p.cfg, neg: &s.neg, local: s.local };
+        let out = export(prefix, best, &target, g, &mut self.interner, &mut s.export_cache)?;
+        if p.cfg.filters.is_empty() {
+            return Some(out);
+        }
+        match bgp_policy::evaluate(&p.cfg.filters, bgp_policy::Direction::Export, prefix, &out.attrs, g.asn) {
             bgp_policy::Verdict::Reject(_) => None,
             bgp_policy::Verdict::Accept(None) => Some(out),
-            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute {
-                attrs: self.interner.intern(a),
-                next_hop: out.next_hop,
-            }),
+            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute { attrs: self.interner.intern(a), next_hop: out.next_hop }),
         }
     }
 
@@ -416,6 +409,7 @@ impl Main {
                         local,
                         info,
                         eor: Default::default(),
+                        export_cache: Default::default(),
                     });
                     p.rib_in = Default::default();
                     p.rib_out.clear();

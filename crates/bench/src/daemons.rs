@@ -27,9 +27,18 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
                  apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: injector}\nspec: {peerIP: 198.18.0.1, asNumber: 65001, transit: true, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n---\n\
                  apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: monitor}\nspec: {peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n",
             )?;
+            // KBGP_BENCH_WRAP="valgrind --tool=callgrind" runs kbgp under a profiler.
+            let wrap: Vec<String> = std::env::var("KBGP_BENCH_WRAP").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+            let mut cmd = match wrap.split_first() {
+                Some((first, rest)) => {
+                    let mut c = Command::new(first);
+                    c.args(rest).arg(kbgp);
+                    c
+                }
+                None => Command::new(kbgp),
+            };
             spawn(
-                Command::new(kbgp)
-                    .args(["daemon", "--config-dir"])
+                cmd.args(["daemon", "--config-dir"])
                     .arg(&cfg)
                     .args(["--node", "bench", "--log-level", "warn", "--api-socket"])
                     .arg(dir.join("kbgp.sock")),

@@ -207,7 +207,11 @@ async fn main() -> Result<()> {
     let withdraw_t = t1.elapsed();
     let done = proc_stats(pid);
     monitor.abort();
-    let _ = child.kill().await;
+    // SIGTERM first (a profiler wrapping the daemon writes its data on exit).
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
     println!(
         "{}",
         serde_json::json!({

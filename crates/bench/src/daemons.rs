@@ -10,7 +10,11 @@ use tokio::process::{Child, Command};
 
 fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
     let f = std::fs::File::create(log)?;
-    Ok(cmd.stdout(f.try_clone()?).stderr(f).kill_on_drop(true).spawn()?)
+    Ok(cmd
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .kill_on_drop(true)
+        .spawn()?)
 }
 
 pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
@@ -28,7 +32,11 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
                  apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: monitor}\nspec: {peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n",
             )?;
             // KBGP_BENCH_WRAP="valgrind --tool=callgrind" runs kbgp under a profiler.
-            let wrap: Vec<String> = std::env::var("KBGP_BENCH_WRAP").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+            let wrap: Vec<String> = std::env::var("KBGP_BENCH_WRAP")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
             let mut cmd = match wrap.split_first() {
                 Some((first, rest)) => {
                     let mut c = Command::new(first);
@@ -53,7 +61,15 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
                  protocol bgp injector { local 198.18.0.2 as 65000; neighbor 198.18.0.1 as 65001; multihop; strict bind; ipv4 { import all; export none; }; }\n\
                  protocol bgp monitor { local 198.18.0.2 as 65000; neighbor 198.18.0.3 as 65002; multihop; strict bind; ipv4 { import none; export all; }; }\n",
             )?;
-            spawn(Command::new("bird").arg("-f").arg("-c").arg(&conf).arg("-s").arg(dir.join("bird.ctl")), &log)
+            spawn(
+                Command::new("bird")
+                    .arg("-f")
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("-s")
+                    .arg(dir.join("bird.ctl")),
+                &log,
+            )
         }
         "frr" => {
             let d = dir.join("frr");
@@ -67,7 +83,20 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
             )?;
             spawn(
                 Command::new("/usr/lib/frr/bgpd")
-                    .args(["-S", "-Z", "-n", "-l", "198.18.0.2", "-p", "0", "-u", "root", "-g", "root", "-f"])
+                    .args([
+                        "-S",
+                        "-Z",
+                        "-n",
+                        "-l",
+                        "198.18.0.2",
+                        "-p",
+                        "0",
+                        "-u",
+                        "root",
+                        "-g",
+                        "root",
+                        "-f",
+                    ])
                     .arg(&conf)
                     .arg("-i")
                     .arg(d.join("bgpd.pid"))
@@ -93,7 +122,14 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
 ",
             )?;
             spawn(
-                Command::new("gobgpd").arg("-f").arg(&conf).args(["-t", "toml", "--api-hosts", "127.0.0.1:50051", "--log-level", "warn"]),
+                Command::new("gobgpd").arg("-f").arg(&conf).args([
+                    "-t",
+                    "toml",
+                    "--api-hosts",
+                    "127.0.0.1:50051",
+                    "--log-level",
+                    "warn",
+                ]),
                 &log,
             )
         }

@@ -53,7 +53,9 @@ struct Args {
 
 /// Accept the daemon's connection and bring the session up.
 async fn session(addr: Ipv4Addr, asn: u32) -> Result<(TcpStream, BytesMut)> {
-    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 179)).await.with_context(|| format!("listen on {addr}:179"))?;
+    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 179))
+        .await
+        .with_context(|| format!("listen on {addr}:179"))?;
     let (mut s, _) = l.accept().await?;
     s.set_nodelay(true)?;
     let mut cfg = SessionCfg::new(asn, RemoteAs::Number(65000), addr);
@@ -61,7 +63,8 @@ async fn session(addr: Ipv4Addr, asn: u32) -> Result<(TcpStream, BytesMut)> {
     cfg.families = vec![Family::IPV4_UNICAST];
     cfg.extended_messages = false;
     let ctx = Ctx::modern();
-    s.write_all(&Message::Open(cfg.open()).to_bytes(&ctx)).await?;
+    s.write_all(&Message::Open(cfg.open()).to_bytes(&ctx))
+        .await?;
     s.write_all(&Message::Keepalive.to_bytes(&ctx)).await?;
     let mut buf = BytesMut::with_capacity(1 << 20);
     let (mut got_open, mut got_ka) = (false, false);
@@ -81,7 +84,11 @@ async fn session(addr: Ipv4Addr, asn: u32) -> Result<(TcpStream, BytesMut)> {
     Ok((s, buf))
 }
 
-async fn next_msg<R: tokio::io::AsyncRead + Unpin>(s: &mut R, buf: &mut BytesMut, ctx: &Ctx) -> Result<Message> {
+async fn next_msg<R: tokio::io::AsyncRead + Unpin>(
+    s: &mut R,
+    buf: &mut BytesMut,
+    ctx: &Ctx,
+) -> Result<Message> {
     loop {
         if let Some(len) = frame_len(buf, MAX_LEN_EXTENDED).map_err(|n| anyhow::anyhow!("{n}"))? {
             if buf.len() >= len {
@@ -97,7 +104,10 @@ async fn next_msg<R: tokio::io::AsyncRead + Unpin>(s: &mut R, buf: &mut BytesMut
 
 /// Write `bytes` (whole BGP messages) in chunks of about 1 MB that end on
 /// message boundaries, so keepalives can go in between.
-async fn write_chunks(w: &tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>, bytes: &[u8]) -> Result<()> {
+async fn write_chunks(
+    w: &tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    bytes: &[u8],
+) -> Result<()> {
     let mut start = 0;
     while start < bytes.len() {
         let mut end = start;
@@ -113,12 +123,18 @@ async fn write_chunks(w: &tokio::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>, b
 
 fn proc_stats(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 of /proc/PID/stat (utime, stime) in clock ticks of 10 ms.
-    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     (hwm, ticks * 10)
 }
 
@@ -133,7 +149,14 @@ async fn main() -> Result<()> {
     let mut updates = 0;
     let mut all: Vec<Nlri> = Vec::with_capacity(a.prefixes);
     for (attrs, nlri) in &groups {
-        updates += pack_announce(&ctx, attrs, Family::IPV4_UNICAST, NextHop::V4(NEXT_HOP), nlri, &mut announce);
+        updates += pack_announce(
+            &ctx,
+            attrs,
+            Family::IPV4_UNICAST,
+            NextHop::V4(NEXT_HOP),
+            nlri,
+            &mut announce,
+        );
         all.extend_from_slice(nlri);
     }
     let mut withdraw = BytesMut::new();
@@ -147,8 +170,12 @@ async fn main() -> Result<()> {
     let mut child = daemons::start(&a.daemon, &a.workdir, &a.kbgp)?;
     let pid = child.id().context("daemon pid")?;
     let deadline = Duration::from_secs(a.timeout);
-    let (inj_s, _) = tokio::time::timeout(deadline, inj).await.context("injector session timeout")???;
-    let (mon_s, mut mon_buf) = tokio::time::timeout(deadline, mon).await.context("monitor session timeout")???;
+    let (inj_s, _) = tokio::time::timeout(deadline, inj)
+        .await
+        .context("injector session timeout")???;
+    let (mon_s, mut mon_buf) = tokio::time::timeout(deadline, mon)
+        .await
+        .context("monitor session timeout")???;
     // Keepalives every 30 s on both sessions, between whole messages.
     let (_inj_r, inj_w) = inj_s.into_split();
     let (mut mon_s, mon_w) = mon_s.into_split();
@@ -188,7 +215,11 @@ async fn main() -> Result<()> {
                     }
                     let _ = count_tx.send(held.len());
                 }
-                Ok(Message::Notification(n)) => return Err::<(), anyhow::Error>(anyhow::anyhow!("daemon sent {n} to the monitor")),
+                Ok(Message::Notification(n)) => {
+                    return Err::<(), anyhow::Error>(anyhow::anyhow!(
+                        "daemon sent {n} to the monitor"
+                    ))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }
@@ -198,18 +229,27 @@ async fn main() -> Result<()> {
     let t0 = Instant::now();
     write_chunks(&inj_w, &bytes).await?;
     let inject_ms = t0.elapsed().as_millis();
-    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c >= target)).await.context("convergence timeout")??;
+    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c >= target))
+        .await
+        .context("convergence timeout")??;
     let converge = t0.elapsed();
     let loaded = proc_stats(pid);
     let t1 = Instant::now();
     write_chunks(&inj_w, &withdraw).await?;
-    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c == 0)).await.context("withdraw timeout")??;
+    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c == 0))
+        .await
+        .context("withdraw timeout")??;
     let withdraw_t = t1.elapsed();
     let done = proc_stats(pid);
     monitor.abort();
     // SIGTERM first (a profiler wrapping the daemon writes its data on exit).
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-    if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .is_err()
+    {
         let _ = child.kill().await;
     }
     println!(

@@ -71,15 +71,29 @@ pub fn generate(n: usize, seed: u64, next_hop: Ipv4Addr) -> Vec<(PathAttrs, Vec<
             set_cache[idx].clone()
         } else {
             let plen = 2 + r.below(9) as usize;
-            let mut path: Vec<u32> = (0..plen - 1).map(|_| 64500 + r.below(transits) as u32).collect();
+            let mut path: Vec<u32> = (0..plen - 1)
+                .map(|_| 64500 + r.below(transits) as u32)
+                .collect();
             path[0] = 65001;
             path.push(4_200_000_000 + r.below(origins) as u32);
-            let communities = if r.below(3) == 0 { vec![(65001u32 << 16) | r.below(100) as u32] } else { vec![] };
+            let communities = if r.below(3) == 0 {
+                vec![(65001u32 << 16) | r.below(100) as u32]
+            } else {
+                vec![]
+            };
             let a = PathAttrs {
-                origin: Some(if r.below(10) == 0 { Origin::Incomplete } else { Origin::Igp }),
+                origin: Some(if r.below(10) == 0 {
+                    Origin::Incomplete
+                } else {
+                    Origin::Igp
+                }),
                 as_path: Some(AsPath::from_sequence(path)),
                 next_hop: Some(next_hop),
-                med: if r.below(4) == 0 { Some(r.below(1000) as u32) } else { None },
+                med: if r.below(4) == 0 {
+                    Some(r.below(1000) as u32)
+                } else {
+                    None
+                },
                 communities,
                 ..Default::default()
             };
@@ -98,14 +112,20 @@ mod tests {
     #[test]
     fn distinct_unicast_prefixes_with_the_usual_mix() {
         let g = generate(20_000, 7, Ipv4Addr::new(198, 18, 0, 100));
-        let all: Vec<IpNet> = g.iter().flat_map(|(_, v)| v.iter().map(|n| n.prefix)).collect();
+        let all: Vec<IpNet> = g
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|n| n.prefix))
+            .collect();
         assert_eq!(all.len(), 20_000);
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), 20_000);
         for p in &all {
             let IpNet::V4(v4) = p else { panic!() };
             let top = v4.addr().octets()[0];
             assert!((1..=223).contains(&top) && top != 127, "{p}");
-            assert!(!"198.18.0.0/15".parse::<Ipv4Net>().unwrap().contains(v4), "{p}");
+            assert!(
+                !"198.18.0.0/15".parse::<Ipv4Net>().unwrap().contains(v4),
+                "{p}"
+            );
         }
         let s24 = all.iter().filter(|p| p.prefix_len() == 24).count();
         assert!((0.55..0.65).contains(&(s24 as f64 / 20_000.0)), "{s24}");
@@ -114,7 +134,10 @@ mod tests {
         // Same seed, same table.
         let again = generate(20_000, 7, Ipv4Addr::new(198, 18, 0, 100));
         let mut a: Vec<_> = all.clone();
-        let mut b: Vec<IpNet> = again.iter().flat_map(|(_, v)| v.iter().map(|n| n.prefix)).collect();
+        let mut b: Vec<IpNet> = again
+            .iter()
+            .flat_map(|(_, v)| v.iter().map(|n| n.prefix))
+            .collect();
         a.sort();
         b.sort();
         assert_eq!(a, b);

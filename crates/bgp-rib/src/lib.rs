@@ -13,7 +13,7 @@
 pub mod best;
 pub mod locrib;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -22,9 +22,11 @@ use bgp_wire::{Family, Nlri, PathAttrs, Update};
 use ipnet::IpNet;
 
 /// Shares identical attribute sets.
+/// (hashbrown's default hasher: fast, and randomly seeded so that attribute
+/// sets crafted by a peer cannot be made to collide.)
 #[derive(Debug, Default)]
 pub struct Interner {
-    set: HashSet<Arc<PathAttrs>>,
+    set: hashbrown::HashSet<Arc<PathAttrs>>,
 }
 
 impl Interner {

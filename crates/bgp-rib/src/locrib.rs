@@ -39,19 +39,41 @@ pub struct LocRib {
     seq: u64,
 }
 
-/// A fingerprint of what the prefix forwards and advertises: the multipath
-/// set's sources, path ids, next hops and attribute sets. No allocation.
-fn selection(d: &Dest) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+/// What the prefix forwards and advertises: per multipath entry the source
+/// (by identity), path id, next hop and attribute set (by identity). Compared
+/// before and after a change; no allocation for up to eight paths.
+#[derive(PartialEq, Eq)]
+struct Selection {
+    n: usize,
+    first: [(usize, u32, Option<std::net::IpAddr>, usize); 8],
+    rest: Vec<(usize, u32, Option<std::net::IpAddr>, usize)>,
+}
+
+fn selection(d: &Dest) -> Selection {
+    let mut s = Selection {
+        n: 0,
+        first: [(0, 0, None, 0); 8],
+        rest: Vec::new(),
+    };
     for p in d.multipath() {
-        p.source.key().hash(&mut h);
-        p.path_id.hash(&mut h);
-        p.next_hop.addr().hash(&mut h);
-        (std::sync::Arc::as_ptr(&p.attrs) as usize).hash(&mut h);
+        let src = match &p.source {
+            crate::best::Source::Local => 0,
+            crate::best::Source::Peer(i) => std::sync::Arc::as_ptr(i) as usize,
+        };
+        let e = (
+            src,
+            p.path_id,
+            Some(p.next_hop.addr()),
+            std::sync::Arc::as_ptr(&p.attrs) as usize,
+        );
+        if s.n < 8 {
+            s.first[s.n] = e;
+        } else {
+            s.rest.push(e);
+        }
+        s.n += 1;
     }
-    d.selected.len().hash(&mut h);
-    h.finish()
+    s
 }
 
 impl LocRib {
@@ -76,7 +98,7 @@ impl LocRib {
         }
     }
 
-    fn reselect(cfg: &BestCfg, d: &mut Dest, before: u64) -> Changed {
+    fn reselect(cfg: &BestCfg, d: &mut Dest, before: Selection) -> Changed {
         d.selected = select(&mut d.paths, cfg);
         if selection(d) == before {
             Changed::No
@@ -102,11 +124,18 @@ impl LocRib {
         {
             Some(x) => {
                 // An implicit withdraw keeps its age only if nothing changed.
+                // Same content: keep the shared values (and their identity).
                 if x.attrs == path.attrs {
-                    // Same content: keep the shared set (and its identity).
                     path.attrs = x.attrs.clone();
                 }
-                path.seq = if x.attrs == path.attrs && x.next_hop == path.next_hop { x.seq } else { seq };
+                if x.source == path.source {
+                    path.source = x.source.clone();
+                }
+                path.seq = if x.attrs == path.attrs && x.next_hop == path.next_hop {
+                    x.seq
+                } else {
+                    seq
+                };
                 *x = path;
             }
             None => {

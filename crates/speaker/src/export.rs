@@ -74,7 +74,8 @@ pub struct Target<'a> {
 /// The route `best` becomes when sent to `to`, or `None` when it must not be sent.
 /// Per-session memo of transformed attribute sets: the result depends only on
 /// the input set and how it is sent (reflected, from where), not on the prefix.
-pub type ExportCache = std::collections::HashMap<(usize, bool, u32, bool), (Arc<PathAttrs>, Arc<PathAttrs>)>;
+pub type ExportCache =
+    hashbrown::HashMap<(usize, bool, u32, bool), (Arc<PathAttrs>, Arc<PathAttrs>)>;
 
 pub fn export(
     prefix: &IpNet,
@@ -124,9 +125,17 @@ pub fn export(
     } else {
         next_hop_self(prefix, to.local, to.neg, global)?
     };
-    let key = (Arc::as_ptr(&best.attrs) as usize, reflected, src_id, best.is_local());
+    let key = (
+        Arc::as_ptr(&best.attrs) as usize,
+        reflected,
+        src_id,
+        best.is_local(),
+    );
     if let Some((_, out)) = cache.get(&key) {
-        return Some(OutRoute { attrs: out.clone(), next_hop });
+        return Some(OutRoute {
+            attrs: out.clone(),
+            next_hop,
+        });
     }
     let mut a = (*best.attrs).clone();
     if reflected {
@@ -147,11 +156,16 @@ pub fn export(
             // RFC 4271 §5.1.4: a MED learned from one AS is not passed to another.
             a.med = None;
         }
-        a.as_path.get_or_insert_with(Default::default).prepend(global.asn, 1);
+        a.as_path
+            .get_or_insert_with(Default::default)
+            .prepend(global.asn, 1);
     }
     a.next_hop = None;
     let out = interner.intern(a);
     // The input is kept alive in the entry so its address stays unique.
     cache.insert(key, (best.attrs.clone(), out.clone()));
-    Some(OutRoute { attrs: out, next_hop })
+    Some(OutRoute {
+        attrs: out,
+        next_hop,
+    })
 }

@@ -305,15 +305,36 @@ impl Main {
             s.export_cache.clear();
         }
         let best = self.loc.get(prefix)?.best()?;
-        let target = Target { key, cfg: &p.cfg, neg: &s.neg, local: s.local };
-        let out = export(prefix, best, &target, g, &mut self.interner, &mut s.export_cache)?;
+        let target = Target {
+            key,
+            cfg: &p.cfg,
+            neg: &s.neg,
+            local: s.local,
+        };
+        let out = export(
+            prefix,
+            best,
+            &target,
+            g,
+            &mut self.interner,
+            &mut s.export_cache,
+        )?;
         if p.cfg.filters.is_empty() {
             return Some(out);
         }
-        match bgp_policy::evaluate(&p.cfg.filters, bgp_policy::Direction::Export, prefix, &out.attrs, g.asn) {
+        match bgp_policy::evaluate(
+            &p.cfg.filters,
+            bgp_policy::Direction::Export,
+            prefix,
+            &out.attrs,
+            g.asn,
+        ) {
             bgp_policy::Verdict::Reject(_) => None,
             bgp_policy::Verdict::Accept(None) => Some(out),
-            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute { attrs: self.interner.intern(a), next_hop: out.next_hop }),
+            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute {
+                attrs: self.interner.intern(a),
+                next_hop: out.next_hop,
+            }),
         }
     }
 

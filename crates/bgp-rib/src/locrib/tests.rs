@@ -255,6 +255,13 @@ fn new_attributes_on_the_best_path_are_a_change() {
     let p: IpNet = "10.0.0.0/24".parse().unwrap();
     rib.upsert(p, ebgp("192.0.2.1", 65001));
     let mut again = ebgp("192.0.2.1", 65001);
-    again.attrs = Arc::new(PathAttrs { med: Some(7), ..attrs(&[65001]) });
-    assert_eq!(rib.upsert(p, again), Changed::Yes, "same source and next hop, new attributes");
+    again.attrs = Arc::new(PathAttrs {
+        med: Some(7),
+        ..attrs(&[65001])
+    });
+    assert_eq!(
+        rib.upsert(p, again),
+        Changed::Yes,
+        "same source and next hop, new attributes"
+    );
 }

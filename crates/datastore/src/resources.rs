@@ -28,6 +28,9 @@ pub struct Meta {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub resource_version: Option<String>,
+    /// Set while the object is being deleted (a terminating pod is no peer).
+    #[serde(default)]
+    pub deletion_timestamp: Option<String>,
 }
 
 /// `v1 Node`: only what routing needs.
@@ -139,27 +142,11 @@ pub struct LbIngress {
 /// `v1 Pod`: what pod peering needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Pod {
-    pub metadata: PodMeta,
+    pub metadata: Meta,
     #[serde(default)]
     pub spec: PodSpec,
     #[serde(default)]
     pub status: PodStatus,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PodMeta {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    /// Set while the pod is terminating: it is no longer a peer.
-    #[serde(default)]
-    pub deletion_timestamp: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -140,13 +140,8 @@ fn best_path_agrees_with_frr_one_attribute_at_a_time_and_ecmp_in_kernel() {
         );
     }
     // Two equal eBGP paths from different ASes: one multipath kernel route.
-    let r = wait_for("ECMP route", Duration::from_secs(30), || {
-        let r = sh(&["ip", "-n", &k, "route", "show", "198.18.100.0/24"]);
-        if r.contains("nexthop via 192.0.2.10") && r.contains("nexthop via 192.0.2.12") {
-            Ok(r)
-        } else {
-            Err(r)
-        }
+    let r = wait_route(&k, "198.18.100.0/24", "ECMP route", |r| {
+        r.contains("nexthop via 192.0.2.10") && r.contains("nexthop via 192.0.2.12")
     });
     assert!(r.contains("proto bgp"), "{r}");
     // The unequal prefixes are single-path, via the winner.

@@ -154,13 +154,8 @@ fn pods_announce_a_vip_ecmp_upstream_hijacks_refused_pods_move_and_go() {
     let path = up.wait_route("ipv4", "192.168.0.1/32");
     assert_eq!(path["nexthops"][0]["ip"], "10.0.2.2", "{path}");
     assert_eq!(path["aspath"]["string"], "65012 65100", "{path}");
-    wait_for("the router's kernel route", Duration::from_secs(15), || {
-        let r = sh(&["ip", "-n", &router, "route", "show", "192.168.0.1"]);
-        if r.contains("via 10.0.2.2") {
-            Ok(())
-        } else {
-            Err(r)
-        }
+    wait_route(&router, "192.168.0.1", "the router's kernel route", |r| {
+        r.contains("via 10.0.2.2")
     });
     let (ok, out) = sh_ok(&[
         "ip",

@@ -4,7 +4,6 @@
 //! The ToR is FRR configured like the report's Cumulus switch.
 
 mod common;
-use std::time::Duration;
 
 use common::*;
 
@@ -97,17 +96,11 @@ fn unnumbered_host_and_tor_exchange_loopbacks() {
         "198.18.0.1",
     ]);
     assert!(ok, "host → ToR: {out}");
-    wait_for(
+    wait_route(
+        &tor,
+        "192.0.2.2",
         "the ToR's kernel route to the host loopback",
-        Duration::from_secs(15),
-        || {
-            let r = sh(&["ip", "-n", &tor, "route", "show", "192.0.2.2"]);
-            if r.contains("192.0.2.2") {
-                Ok(())
-            } else {
-                Err(r)
-            }
-        },
+        |r| r.contains("192.0.2.2"),
     );
     let (ok, out) = sh_ok(&[
         "ip",
@@ -199,16 +192,8 @@ fn two_tors_anycast_ecmp_over_link_locals_and_one_link_down() {
     let kbgp = lab.kbgp("kbgp", &host, "host", &files);
     kbgp.wait_established("eth0");
     kbgp.wait_established("eth1");
-    let r = wait_for("anycast ECMP route", Duration::from_secs(30), || {
-        let r = sh(&["ip", "-n", &host, "route", "show", "198.18.0.100"]);
-        if r.contains("nexthop via inet6 fe80::")
-            && r.contains("dev eth0")
-            && r.contains("dev eth1")
-        {
-            Ok(r)
-        } else {
-            Err(r)
-        }
+    let r = wait_route(&host, "198.18.0.100", "anycast ECMP route", |r| {
+        r.contains("nexthop via inet6 fe80::") && r.contains("dev eth0") && r.contains("dev eth1")
     });
     assert!(r.contains("proto bgp"), "{r}");
     // Each ToR's own loopback is single-path through its own link.
@@ -217,17 +202,11 @@ fn two_tors_anycast_ecmp_over_link_locals_and_one_link_down() {
 
     // One uplink down: the session on it ends (hold timer) and the other path stays.
     sh(&["ip", "-n", &host, "link", "set", "eth1", "down"]);
-    let r = wait_for(
+    let r = wait_route(
+        &host,
+        "198.18.0.100",
         "the route to fall back to eth0",
-        Duration::from_secs(30),
-        || {
-            let r = sh(&["ip", "-n", &host, "route", "show", "198.18.0.100"]);
-            if r.contains("dev eth0") && !r.contains("dev eth1") {
-                Ok(r)
-            } else {
-                Err(r)
-            }
-        },
+        |r| r.contains("dev eth0") && !r.contains("dev eth1"),
     );
     assert!(r.contains("via inet6 fe80::"), "{r}");
     let (ok, out) = sh_ok(&[

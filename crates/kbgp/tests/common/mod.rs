@@ -855,3 +855,15 @@ pub fn wait_link_local(ns: &str) {
         }
     });
 }
+
+/// `ip route show DEST` in `ns`, polled until `want` holds; the last output.
+pub fn wait_route(ns: &str, dest: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
+    wait_for(what, Duration::from_secs(30), || {
+        let r = sh(&["ip", "-n", ns, "route", "show", dest]);
+        if want(&r) {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    })
+}

@@ -442,7 +442,8 @@ impl Update {
 /// few UPDATEs as fit in the negotiated message size, appending them to `out`.
 ///
 /// IPv4 prefixes with an IPv4 next hop go in the NLRI field; everything else
-/// in MP_REACH_NLRI (RFC 4760, RFC 8950).
+/// in MP_REACH_NLRI (RFC 4760, RFC 8950). The attributes are encoded once;
+/// each message is the header, that block and its share of the NLRI.
 pub fn pack_announce(
     ctx: &Ctx,
     attrs: &PathAttrs,
@@ -455,51 +456,71 @@ pub fn pack_announce(
         return 0;
     }
     let classic = family == Family::IPV4_UNICAST && matches!(next_hop, NextHop::V4(_));
-    let mut base = attrs.clone();
-    if classic {
-        if let NextHop::V4(a) = next_hop {
-            base.next_hop = Some(a);
-        }
-    } else {
-        base.next_hop = None;
-    }
     let add_path = ctx.add_path_tx(family);
+    let budget_for = |fixed: usize| ctx.max_len().saturating_sub(HEADER_LEN + 4 + fixed);
+    let mut count = 0;
+    if classic {
+        let NextHop::V4(nh) = next_hop else {
+            unreachable!()
+        };
+        let mut a = Vec::with_capacity(64);
+        let with_nh;
+        let base = if attrs.next_hop == Some(nh) {
+            attrs
+        } else {
+            with_nh = PathAttrs {
+                next_hop: Some(nh),
+                ..attrs.clone()
+            };
+            &with_nh
+        };
+        attr::encode_attrs(base, ctx, None, &mut a);
+        let budget = budget_for(a.len());
+        for chunk in chunk_by_size(nlri, add_path, budget) {
+            let start = out.len();
+            out.put_slice(&[0xff; 16]);
+            out.put_u16(0);
+            out.put_u8(TYPE_UPDATE);
+            out.put_u16(0); // no withdrawn routes
+            out.put_u16(a.len() as u16);
+            out.put_slice(&a);
+            let mut n = Vec::with_capacity(chunk.len() * 5);
+            for p in chunk {
+                encode_prefix(p, add_path, &mut n);
+            }
+            out.put_slice(&n);
+            let len = (out.len() - start) as u16;
+            out[start + 16..start + 18].copy_from_slice(&len.to_be_bytes());
+            count += 1;
+        }
+        return count;
+    }
+    // MP_REACH_NLRI: the NLRI live inside the attribute, so each message
+    // encodes its own attribute block (rare: IPv6 and RFC 8950 next hops).
+    let mut base = attrs.clone();
+    base.next_hop = None;
     let empty = Update {
-        attrs: base.clone(),
-        mp_reach: (!classic).then(|| MpReach {
+        attrs: base,
+        mp_reach: Some(MpReach {
             family,
             next_hop,
             nlri: vec![],
         }),
         ..Default::default()
     };
-    let overhead = HEADER_LEN
-        + {
-            let mut b = BytesMut::new();
-            empty.encode_body(ctx, &mut b);
-            b.len()
-        }
-        + 2; // room for the MP_REACH length growing to 2 octets
-    let budget = ctx.max_len().saturating_sub(overhead);
-    let mut count = 0;
-    let mut start = 0;
-    while start < nlri.len() {
-        let mut size = 0;
-        let mut end = start;
-        while end < nlri.len() && size + nlri_len(&nlri[end], add_path) <= budget {
-            size += nlri_len(&nlri[end], add_path);
-            end += 1;
-        }
-        end = end.max(start + 1);
-        let chunk = nlri[start..end].to_vec();
-        let mut u = empty.clone();
-        match &mut u.mp_reach {
-            Some(m) => m.nlri = chunk,
-            None => u.nlri = chunk,
+    let overhead = {
+        let mut b = BytesMut::new();
+        empty.encode_body(ctx, &mut b);
+        b.len()
+    } + 2; // room for the MP_REACH length growing to 2 octets
+    let budget = ctx.max_len().saturating_sub(HEADER_LEN + overhead);
+    let mut u = empty;
+    for chunk in chunk_by_size(nlri, add_path, budget) {
+        if let Some(m) = &mut u.mp_reach {
+            m.nlri = chunk.to_vec();
         }
         encode_update(ctx, &u, out);
         count += 1;
-        start = end;
     }
     count
 }

@@ -373,12 +373,12 @@ fn invalid(kind: &str, name: &str, msg: impl Into<String>) -> ConfigError {
 
 /// Work out what `node_name` should run.
 pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigError> {
-    let default_spec0 = BgpConfigurationSpec::default();
-    let g0 = state
+    let default_spec = BgpConfigurationSpec::default();
+    let gspec = state
         .bgp_configurations
         .get("default")
         .map(|c| &c.spec)
-        .unwrap_or(&default_spec0);
+        .unwrap_or(&default_spec);
     let parse_opt = |v: &Option<String>, what: &str| -> Result<Option<IpAddr>, ConfigError> {
         match v {
             None => Ok(None),
@@ -393,10 +393,16 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
     };
     let ctx = Ctx {
         state,
-        pod_deny: std::sync::Arc::new(pod_deny_list(state, g0)?),
+        pod_deny: std::sync::Arc::new(pod_deny_list(state, gspec)?),
         workload_peering: (
-            parse_opt(&g0.local_workload_peering_ipv4, "localWorkloadPeeringIPV4")?,
-            parse_opt(&g0.local_workload_peering_ipv6, "localWorkloadPeeringIPV6")?,
+            parse_opt(
+                &gspec.local_workload_peering_ipv4,
+                "localWorkloadPeeringIPV4",
+            )?,
+            parse_opt(
+                &gspec.local_workload_peering_ipv6,
+                "localWorkloadPeeringIPV6",
+            )?,
         ),
     };
     let node = state
@@ -404,12 +410,6 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         .values()
         .find(|n| n.metadata.name == node_name)
         .ok_or_else(|| invalid("Node", node_name, "this node (--node) has no Node resource"))?;
-    let default_spec = BgpConfigurationSpec::default();
-    let gspec = state
-        .bgp_configurations
-        .get("default")
-        .map(|c| &c.spec)
-        .unwrap_or(&default_spec);
     let nspec = state
         .bgp_configurations
         .get(&format!("node.{node_name}"))

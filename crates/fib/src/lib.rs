@@ -61,7 +61,9 @@ pub trait Backend: Send + 'static {
     fn apply(&mut self, ops: Vec<Op>) -> impl Future<Output = Vec<Result<(), String>>> + Send;
     /// kbgp's own routes now in the kernel (protocol and table match).
     fn ours(&mut self) -> impl Future<Output = Result<Vec<Route>, String>> + Send;
-    /// Every route of the table, any protocol, for next-hop resolution.
+    /// The routes of other protocols (connected, static, IGP...) in the main
+    /// table and kbgp's table, for next-hop resolution. kbgp's own routes are
+    /// left out, so installing them does not look like a change of the table.
     fn table(&mut self) -> impl Future<Output = Result<Vec<KernelRoute>, String>> + Send;
     /// Every interface address: (interface index, address).
     fn addresses(&mut self) -> impl Future<Output = Result<Vec<(u32, IpAddr)>, String>> + Send;

@@ -242,6 +242,9 @@ impl Backend for Netlink {
             .into_iter()
             .filter(|m| table_of(m) == crate::MAIN_TABLE || table_of(m) == self.table)
             .filter(|m| m.header.kind == RouteType::Unicast)
+            // kbgp's own routes never resolve next hops; leaving them out also
+            // keeps our own installs from looking like a change of the table.
+            .filter(|m| u8::from(m.header.protocol) != self.protocol)
             .filter_map(|m| {
                 let prefix = prefix_of(&m)?;
                 let gws = gateways(&m);

@@ -644,7 +644,8 @@ impl Main {
                 // Re-resolve every learned path; propagate where the selection changed.
                 let mut changed = Vec::new();
                 let resolver = self.resolver.take();
-                for p in self.loc.prefixes() {
+                let all = self.loc.prefixes();
+                for &p in &all {
                     let c = self.loc.refresh(&p, |path| {
                         if !path.is_local() {
                             path.igp_cost = resolver
@@ -658,7 +659,6 @@ impl Main {
                 }
                 self.resolver = resolver;
                 // Gateways may have moved even where the selection did not.
-                let all = self.loc.prefixes();
                 self.fib_sync(&all);
                 self.propagate(changed).await;
             }

@@ -32,28 +32,28 @@ fn bgpfilter_import_export_rejected_reasons_and_max_prefix() {
         (&a, &["192.0.2.10/24"]),
         (&b, &["192.0.2.11/24"]),
     ]);
-    let speaker = |id: &str, asn: u32, routes: &[&str]| {
-        let statics: String = routes
-            .iter()
-            .map(|r| format!("route {r} blackhole; "))
-            .collect();
-        format!(
-            "router id {id};\nprotocol device {{}}\nprotocol static {{ ipv4; {statics}}}\n\
-             protocol bgp kbgp {{ local {id} as {asn}; neighbor 192.0.2.2 as 65001; connect retry time 1; ipv4 {{ import all; export all; }}; }}\n"
-        )
-    };
     let bird_a = lab.bird(
         "a",
         &a,
-        &speaker("192.0.2.10", 65010, &["10.244.5.0/24", "198.18.7.0/24"]),
+        &bird_speaker(
+            "192.0.2.10",
+            65010,
+            "192.0.2.2",
+            &["10.244.5.0/24", "198.18.7.0/24"],
+            "import all; export all;",
+            false,
+        ),
     );
     let bird_b = lab.bird(
         "b",
         &b,
-        &speaker(
+        &bird_speaker(
             "192.0.2.11",
             65011,
+            "192.0.2.2",
             &["198.18.20.0/24", "198.18.21.0/24", "198.18.22.0/24"],
+            "import all; export all;",
+            false,
         ),
     );
     let peer_a = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: a}\nspec:\n  peerIP: 192.0.2.10\n  asNumber: 65010\n  filters:\n  - no-cluster-prefixes\n";

@@ -7,14 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn bird_conf(id: &str, local: &str, asn: u32, prefix: &str) -> String {
-    format!(
-        "router id {id};\nprotocol device {{}}\nprotocol static {{ ipv4; route {prefix} blackhole; }}\n\
-         protocol bgp k4 {{ local {local} as {asn}; neighbor {} as 65001; connect retry time 1; error wait time 1, 2; ipv4 {{ import all; export all; }}; }}\n",
-        if local.starts_with("192") { "192.0.2.2" } else { "198.18.0.2" }
-    )
-}
-
 #[test]
 fn peers_added_and_removed_live_without_resetting_others() {
     let mut lab = Lab::new("reload");
@@ -26,12 +18,26 @@ fn peers_added_and_removed_live_without_resetting_others() {
     let _bird_a = lab.bird(
         "bird-a",
         &a,
-        &bird_conf("192.0.2.1", "192.0.2.1", 65002, "198.18.100.0/24"),
+        &bird_speaker(
+            "192.0.2.1",
+            65002,
+            "192.0.2.2",
+            &["198.18.100.0/24"],
+            "import all; export all;",
+            true,
+        ),
     );
     let bird_c = lab.bird(
         "bird-c",
         &c,
-        &bird_conf("198.18.0.1", "198.18.0.1", 65003, "198.18.200.0/24"),
+        &bird_speaker(
+            "198.18.0.1",
+            65003,
+            "198.18.0.2",
+            &["198.18.200.0/24"],
+            "import all; export all;",
+            true,
+        ),
     );
     let kbgp = lab.kbgp(
         "kbgp",
@@ -79,7 +85,7 @@ fn peers_added_and_removed_live_without_resetting_others() {
         "BIRD C to see Peer de-configured",
         Duration::from_secs(15),
         || {
-            let out = bird_c.protocol("k4");
+            let out = bird_c.protocol("kbgp");
             if out.contains("Peer de-configured") {
                 Ok(())
             } else {

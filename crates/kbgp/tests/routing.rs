@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 
-fn bird_speaker(id: &str, asn: u32, statics: &str) -> String {
+fn oracle_speaker(id: &str, asn: u32, statics: &str) -> String {
     format!(
         "router id {id};\nprotocol device {{}}\nprotocol static {{ ipv4; {statics} }}\n\
          template bgp up {{ local {id} as {asn}; connect retry time 1; ipv4 {{ import none; export all; }}; }}\n\
@@ -78,12 +78,12 @@ fn best_path_agrees_with_frr_one_attribute_at_a_time_and_ecmp_in_kernel() {
     let better = "route 198.18.1.0/24 blackhole;\n\
                   route 198.18.2.0/24 blackhole;\n\
                   route 198.18.3.0/24 blackhole { bgp_med = 10; };";
-    lab.bird("a", &a, &bird_speaker("192.0.2.10", 65010, worse));
-    lab.bird("b", &b, &bird_speaker("192.0.2.11", 65010, better));
+    lab.bird("a", &a, &oracle_speaker("192.0.2.10", 65010, worse));
+    lab.bird("b", &b, &oracle_speaker("192.0.2.11", 65010, better));
     lab.bird(
         "c",
         &c,
-        &bird_speaker("192.0.2.12", 65020, "route 198.18.100.0/24 blackhole;"),
+        &oracle_speaker("192.0.2.12", 65020, "route 198.18.100.0/24 blackhole;"),
     );
     let frr = lab.frr("oracle", &f, ORACLE);
     let peers: String = [
@@ -163,14 +163,30 @@ fn restart_keeps_valid_kernel_routes_and_sweeps_removed_peers_routes() {
         (&a, &["192.0.2.10/24"]),
         (&c, &["192.0.2.12/24"]),
     ]);
-    let speaker = |id: &str, asn: u32, route: &str| {
-        format!(
-            "router id {id};\nprotocol device {{}}\nprotocol static {{ ipv4; route {route} blackhole; }}\n\
-             protocol bgp kbgp {{ local {id} as {asn}; neighbor 192.0.2.2 as 65001; connect retry time 1; error wait time 1, 2; ipv4 {{ import none; export all; }}; }}\n"
-        )
-    };
-    lab.bird("a", &a, &speaker("192.0.2.10", 65010, "198.18.1.0/24"));
-    lab.bird("c", &c, &speaker("192.0.2.12", 65020, "198.18.9.0/24"));
+    lab.bird(
+        "a",
+        &a,
+        &bird_speaker(
+            "192.0.2.10",
+            65010,
+            "192.0.2.2",
+            &["198.18.1.0/24"],
+            "import none; export all;",
+            true,
+        ),
+    );
+    lab.bird(
+        "c",
+        &c,
+        &bird_speaker(
+            "192.0.2.12",
+            65020,
+            "192.0.2.2",
+            &["198.18.9.0/24"],
+            "import none; export all;",
+            true,
+        ),
+    );
     let files = [
         ("node.yaml", node_yaml("n1", &["192.0.2.2"], &["10.244.1.0/24"])),
         ("bgpconfig.yaml", "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {asNumber: 65001, nodeToNodeMeshEnabled: false}\n".to_string()),

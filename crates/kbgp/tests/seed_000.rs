@@ -114,13 +114,8 @@ fn seed_000_with_frr_route_reflector() {
         "dev",
         "lo",
     ]);
-    wait_for("the core's kernel route", Duration::from_secs(15), || {
-        let r = sh(&["ip", "-n", &core, "route"]);
-        if r.contains("10.240.239.0/26 via 192.168.100.172") {
-            Ok(())
-        } else {
-            Err(r)
-        }
+    wait_route(&core, "10.240.239.0/26", "the core's kernel route", |r| {
+        r.contains("10.240.239.0/26 via 192.168.100.172")
     });
     let (ok, out) = sh_ok(&[
         "ip",

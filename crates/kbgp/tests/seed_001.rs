@@ -199,26 +199,18 @@ fn pods_announce_a_vip_ecmp_upstream_hijacks_refused_pods_move_and_go() {
             .map(|r| r["reason"].as_str().unwrap_or("").to_string())
             .unwrap_or_default()
     };
-    assert!(
-        reason("10.244.3.0/24").contains("pod CIDR of node worker3"),
-        "{rejected:?}"
-    );
-    assert!(
-        reason("10.96.0.10/32").contains("IP of service kube-system/kube-dns"),
-        "{rejected:?}"
-    );
-    assert!(
-        reason("10.0.2.2/32").contains("address of node worker2"),
-        "{rejected:?}"
-    );
-    assert!(
-        reason("0.0.0.0/0").contains("the default route"),
-        "{rejected:?}"
-    );
-    assert!(
-        reason("198.18.0.0/24").contains("not in a BGPAllowList of namespace default"),
-        "{rejected:?}"
-    );
+    for (prefix, why) in [
+        ("10.244.3.0/24", "pod CIDR of node worker3"),
+        ("10.96.0.10/32", "IP of service kube-system/kube-dns"),
+        ("10.0.2.2/32", "address of node worker2"),
+        ("0.0.0.0/0", "the default route"),
+        (
+            "198.18.0.0/24",
+            "not in a BGPAllowList of namespace default",
+        ),
+    ] {
+        assert!(reason(prefix).contains(why), "{prefix}: {rejected:?}");
+    }
     let k = bgp_routes(&node);
     let upstream = up.vtysh("show bgp ipv4 unicast");
     for p in ["10.244.3.0/24", "10.96.0.10", "198.18.0.0/24", "default"] {

@@ -20,13 +20,13 @@ router bgp 65000
  exit-address-family
 "#;
 
-#[test]
-fn unnumbered_host_and_tor_exchange_loopbacks() {
-    let mut lab = Lab::new("seed003");
+/// The report's host and switch on one link with no IPv4 on it, loopbacks
+/// 2.2.2.2 and 1.1.1.1 moved into documentation ranges (192.0.2.2,
+/// 198.18.0.1), and FRR with zebra on the switch.
+fn host_and_tor(lab: &mut Lab) -> (String, String, Frr) {
     let host = lab.ns("host");
     let tor = lab.ns("tor");
     lab.p2p(&host, "eth0", &tor, "swp1");
-    // Loopbacks: the report's 2.2.2.2 and 1.1.1.1, moved into documentation ranges.
     sh(&[
         "ip",
         "-n",
@@ -51,6 +51,13 @@ fn unnumbered_host_and_tor_exchange_loopbacks() {
     wait_link_local(&host);
     wait_link_local(&tor);
     let frr = lab.frr_zebra("tor", &tor, TOR_ZEBRA, TOR_BGPD);
+    (host, tor, frr)
+}
+
+#[test]
+fn unnumbered_host_and_tor_exchange_loopbacks() {
+    let mut lab = Lab::new("seed003");
+    let (host, tor, frr) = host_and_tor(&mut lab);
     let kbgp = lab.kbgp_example("kbgp", &host, "host", "seed-003");
 
     let p = kbgp.wait_established("eth0");
@@ -234,32 +241,7 @@ fn two_tors_anycast_ecmp_over_link_locals_and_one_link_down() {
 #[test]
 fn originate_interface_addresses_and_remove_routes_on_shutdown() {
     let mut lab = Lab::new("ifaddr");
-    let host = lab.ns("host");
-    let tor = lab.ns("tor");
-    lab.p2p(&host, "eth0", &tor, "swp1");
-    sh(&[
-        "ip",
-        "-n",
-        &host,
-        "addr",
-        "add",
-        "192.0.2.2/32",
-        "dev",
-        "lo",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &tor,
-        "addr",
-        "add",
-        "198.18.0.1/32",
-        "dev",
-        "lo",
-    ]);
-    wait_link_local(&host);
-    wait_link_local(&tor);
-    let frr = lab.frr_zebra("tor", &tor, TOR_ZEBRA, TOR_BGPD);
+    let (host, _tor, frr) = host_and_tor(&mut lab);
     let kbgp = lab.kbgp(
         "kbgp",
         &host,

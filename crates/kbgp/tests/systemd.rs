@@ -34,14 +34,30 @@ fn sd_notify_watchdog_sighup_reload_and_unit_file() {
         (&a, &["192.0.2.10/24"]),
         (&c, &["192.0.2.12/24"]),
     ]);
-    let bird = |id: &str, asn: u32| {
-        format!(
-            "router id {id};\nprotocol device {{}}\n\
-             protocol bgp kbgp {{ local {id} as {asn}; neighbor 192.0.2.2 as 65001; connect retry time 1; ipv4 {{ import all; export none; }}; }}\n"
-        )
-    };
-    lab.bird("a", &a, &bird("192.0.2.10", 65010));
-    lab.bird("c", &c, &bird("192.0.2.12", 65020));
+    lab.bird(
+        "a",
+        &a,
+        &bird_speaker(
+            "192.0.2.10",
+            65010,
+            "192.0.2.2",
+            &[],
+            "import all; export none;",
+            false,
+        ),
+    );
+    lab.bird(
+        "c",
+        &c,
+        &bird_speaker(
+            "192.0.2.12",
+            65020,
+            "192.0.2.2",
+            &[],
+            "import all; export none;",
+            false,
+        ),
+    );
     let cfg = lab.path("kbgp-cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(

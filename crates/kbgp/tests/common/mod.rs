@@ -294,43 +294,17 @@ impl Lab {
     // ---- FRR (bgpd only, no zebra) ----
 
     pub fn frr(&mut self, name: &str, ns: &str, conf: &str) -> Frr {
-        let d = self.path(name);
-        fs::create_dir_all(&d).unwrap();
-        sh(&["chmod", "777", d.to_str().unwrap()]);
-        let c = d.join("frr.conf");
-        fs::write(&c, conf).unwrap();
-        let pid = d.join("bgpd.pid");
-        let idx = self.spawn(
+        let d = self.frr_dir(name);
+        fs::write(d.join("frr.conf"), conf).unwrap();
+        let idx = self.frr_daemon(
             name,
             ns,
-            &[
-                "/usr/lib/frr/bgpd",
-                "-S",
-                "-f",
-                c.to_str().unwrap(),
-                "-i",
-                pid.to_str().unwrap(),
-                "-z",
-                d.join("zserv.api").to_str().unwrap(),
-                "--vty_socket",
-                d.to_str().unwrap(),
-                "-u",
-                "root",
-                "-g",
-                "root",
-                "--log",
-                "stdout",
-            ],
+            "bgpd",
+            &d,
+            "frr.conf",
+            &["-S", "-u", "root", "-g", "root"],
         );
-        let f = Frr { dir: d, idx };
-        wait_for("FRR vty socket", Duration::from_secs(10), || {
-            if f.dir.join("bgpd.vty").exists() {
-                Ok(())
-            } else {
-                Err("no vty".into())
-            }
-        });
-        f
+        self.frr_ready(d, idx)
     }
 
     // ---- GoBGP ----
@@ -763,33 +737,19 @@ impl Lab {
     /// FRR with zebra (needed for router advertisements, unnumbered peers and
     /// kernel routes) and bgpd, sharing one directory.
     pub fn frr_zebra(&mut self, name: &str, ns: &str, zebra_conf: &str, bgpd_conf: &str) -> Frr {
-        let d = self.path(name);
-        fs::create_dir_all(&d).unwrap();
-        sh(&["chmod", "777", d.to_str().unwrap()]);
+        let d = self.frr_dir(name);
         fs::write(d.join("zebra.conf"), zebra_conf).unwrap();
         fs::write(d.join("bgpd.conf"), bgpd_conf).unwrap();
-        let zs = d.join("zserv.api");
-        self.spawn(
+        let user = ["-u", "frr", "-g", "frr"];
+        self.frr_daemon(
             &format!("{name}-zebra"),
             ns,
-            &[
-                "/usr/lib/frr/zebra",
-                "-f",
-                d.join("zebra.conf").to_str().unwrap(),
-                "-i",
-                d.join("zebra.pid").to_str().unwrap(),
-                "-z",
-                zs.to_str().unwrap(),
-                "--vty_socket",
-                d.to_str().unwrap(),
-                "-u",
-                "frr",
-                "-g",
-                "frr",
-                "--log",
-                "stdout",
-            ],
+            "zebra",
+            &d,
+            "zebra.conf",
+            &user,
         );
+        let zs = d.join("zserv.api");
         wait_for("zebra socket", Duration::from_secs(10), || {
             if zs.exists() {
                 Ok(())
@@ -797,28 +757,53 @@ impl Lab {
                 Err("no zserv".into())
             }
         });
-        let idx = self.spawn(
-            name,
-            ns,
-            &[
-                "/usr/lib/frr/bgpd",
-                "-f",
-                d.join("bgpd.conf").to_str().unwrap(),
-                "-i",
-                d.join("bgpd.pid").to_str().unwrap(),
-                "-z",
-                zs.to_str().unwrap(),
-                "--vty_socket",
-                d.to_str().unwrap(),
-                "-u",
-                "frr",
-                "-g",
-                "frr",
-                "--log",
-                "stdout",
-            ],
-        );
-        let f = Frr { dir: d, idx };
+        let idx = self.frr_daemon(name, ns, "bgpd", &d, "bgpd.conf", &user);
+        self.frr_ready(d, idx)
+    }
+
+    /// A directory for one FRR instance, writable by FRR's user.
+    fn frr_dir(&self, name: &str) -> PathBuf {
+        let d = self.path(name);
+        fs::create_dir_all(&d).unwrap();
+        sh(&["chmod", "777", d.to_str().unwrap()]);
+        d
+    }
+
+    /// Start one FRR daemon (`zebra` or `bgpd`) of the instance in `dir`, logging to stdout.
+    fn frr_daemon(
+        &mut self,
+        name: &str,
+        ns: &str,
+        daemon: &str,
+        dir: &Path,
+        conf: &str,
+        extra: &[&str],
+    ) -> usize {
+        let bin = format!("/usr/lib/frr/{daemon}");
+        let conf = dir.join(conf);
+        let pid = dir.join(format!("{daemon}.pid"));
+        let zs = dir.join("zserv.api");
+        let mut args = vec![
+            bin.as_str(),
+            "-f",
+            conf.to_str().unwrap(),
+            "-i",
+            pid.to_str().unwrap(),
+        ];
+        args.extend([
+            "-z",
+            zs.to_str().unwrap(),
+            "--vty_socket",
+            dir.to_str().unwrap(),
+            "--log",
+            "stdout",
+        ]);
+        args.extend_from_slice(extra);
+        self.spawn(name, ns, &args)
+    }
+
+    fn frr_ready(&self, dir: PathBuf, idx: usize) -> Frr {
+        let f = Frr { dir, idx };
         wait_for("bgpd vty", Duration::from_secs(10), || {
             if f.dir.join("bgpd.vty").exists() {
                 Ok(())
@@ -866,4 +851,36 @@ pub fn wait_route(ns: &str, dest: &str, what: &str, want: impl Fn(&str) -> bool)
             Err(r)
         }
     })
+}
+
+/// A BIRD speaker in AS `asn` at `id` with a `protocol bgp kbgp` session to
+/// kbgp at `kbgp` (AS 65001), announcing `routes` (as blackholes). `channel`
+/// is the ipv4 channel body, e.g. "import all; export all;"; `quick_retry`
+/// shortens BIRD's waits after errors (for tests that reset sessions).
+pub fn bird_speaker(
+    id: &str,
+    asn: u32,
+    kbgp: &str,
+    routes: &[&str],
+    channel: &str,
+    quick_retry: bool,
+) -> String {
+    let statics: String = routes
+        .iter()
+        .map(|r| format!("route {r} blackhole; "))
+        .collect();
+    let statics = if routes.is_empty() {
+        String::new()
+    } else {
+        format!("protocol static {{ ipv4; {statics}}}\n")
+    };
+    let retry = if quick_retry {
+        " error wait time 1, 2;"
+    } else {
+        ""
+    };
+    format!(
+        "router id {id};\nprotocol device {{}}\n{statics}\
+         protocol bgp kbgp {{ local {id} as {asn}; neighbor {kbgp} as 65001; connect retry time 1;{retry} ipv4 {{ {channel} }}; }}\n"
+    )
 }

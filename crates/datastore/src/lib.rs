@@ -1,12 +1,14 @@
 //! kbgp's configuration sources and the one model they map onto.
 //!
-//! Data flow: documents (YAML files in a directory, or later the Kubernetes
-//! API) → [`resources`] (typed `v1` Node/Service/Secret, Calico
+//! Data flow: documents (YAML files in a directory, or the Kubernetes API
+//! watched by [`cluster`]) → [`resources`] (typed `v1` Node/Service/Secret, Calico
 //! `projectcalico.org/v3` and kbgp's `kbgp.io/v1alpha1` BGPConfiguration and
 //! BGPPeer) → [`ClusterState`] (every resource, by kind) → [`model::desired`]
 //! (what *this node* should run: global settings, peers, originated prefixes).
 //! The speaker's reconciler diffs successive [`model::Desired`] values.
 
+pub mod cluster;
+pub mod crd;
 pub mod files;
 pub mod model;
 pub mod resources;

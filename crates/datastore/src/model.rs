@@ -686,11 +686,107 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
             add(p, reason);
         }
     }
+    for (prefix, reason) in service_addresses(state, gspec, node_name)? {
+        add(prefix, &reason);
+    }
     Ok(Desired {
         global,
         peers,
         originate,
     })
+}
+
+/// Per-Service addresses, by Calico's and MetalLB's rules: an external IP or a
+/// LoadBalancer ingress IP inside the configured range of its kind
+/// (`serviceExternalIPs`, `serviceLoadBalancerIPs`) is advertised as a /32
+/// (/128); with `externalTrafficPolicy: Local` only by nodes that have a
+/// ready endpoint of the Service (EndpointSlices), and then its cluster IPs
+/// inside `serviceClusterIPs` too; with `Cluster` (the default) by every node.
+/// LoadBalancer IPs of a Service with a `loadBalancerClass` are advertised only
+/// when BGPConfiguration's `loadBalancerClass` names that class (and then only
+/// those). An IP outside every configured range is not advertised: the admin
+/// decides which addresses Services may claim.
+fn service_addresses(
+    state: &ClusterState,
+    g: &BgpConfigurationSpec,
+    node_name: &str,
+) -> Result<Vec<(IpNet, String)>, ConfigError> {
+    let ranges = |list: &[crate::resources::CidrEntry], what: &str| {
+        list.iter()
+            .map(|e| {
+                e.cidr.parse::<IpNet>().map_err(|_| {
+                    invalid(
+                        "BGPConfiguration",
+                        "default",
+                        format!("{what}: {:?} is not a CIDR", e.cidr),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let cluster = ranges(&g.service_cluster_ips, "serviceClusterIPs")?;
+    let external = ranges(&g.service_external_ips, "serviceExternalIPs")?;
+    let lb = ranges(&g.service_load_balancer_ips, "serviceLoadBalancerIPs")?;
+    let inside = |ip: &IpAddr, rs: &[IpNet]| rs.iter().any(|r| r.contains(ip));
+    // Services with a ready endpoint on this node.
+    let local_ready: std::collections::BTreeSet<String> = state
+        .endpoint_slices
+        .values()
+        .filter(|s| {
+            s.endpoints.iter().any(|e| {
+                e.node_name.as_deref() == Some(node_name) && e.conditions.ready != Some(false)
+            })
+        })
+        .filter_map(|s| s.service_key())
+        .collect();
+    let mut out = Vec::new();
+    for svc in state.services.values() {
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let key = format!("{ns}/{}", svc.metadata.name);
+        let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
+        if local && !local_ready.contains(&key) {
+            continue;
+        }
+        let parse = |s: &String| s.parse::<IpAddr>().ok();
+        for ip in svc.spec.external_ips.iter().filter_map(parse) {
+            if inside(&ip, &external) {
+                out.push((IpNet::from(ip), format!("service {key} external IP")));
+            } else {
+                tracing::debug!(service = %key, %ip, "external IP outside serviceExternalIPs: not advertised");
+            }
+        }
+        let class_ok = g.load_balancer_class == svc.spec.load_balancer_class;
+        if class_ok {
+            for ip in svc
+                .status
+                .load_balancer
+                .ingress
+                .iter()
+                .filter_map(|i| i.ip.as_ref())
+                .filter_map(parse)
+            {
+                if inside(&ip, &lb) {
+                    out.push((IpNet::from(ip), format!("service {key} LoadBalancer IP")));
+                } else {
+                    tracing::debug!(service = %key, %ip, "LoadBalancer IP outside serviceLoadBalancerIPs: not advertised");
+                }
+            }
+        }
+        if local {
+            for ip in svc
+                .spec
+                .cluster_ips
+                .iter()
+                .chain(svc.spec.cluster_ip.iter())
+                .filter_map(parse)
+            {
+                if inside(&ip, &cluster) {
+                    out.push((IpNet::from(ip), format!("service {key} cluster IP (Local)")));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn peers_of(

@@ -57,7 +57,7 @@ pub struct NodeSpec {
 }
 
 /// Calico's Node `spec.bgp` (also accepted on v1 Nodes, as kbgp's extension).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeBgp {
     #[serde(default)]
@@ -176,6 +176,51 @@ pub struct PodIp {
     pub ip: String,
 }
 
+/// `discovery.k8s.io/v1 EndpointSlice`: where a Service's endpoints run, for
+/// `externalTrafficPolicy: Local`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSlice {
+    pub metadata: Meta,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub conditions: EndpointConditions,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EndpointConditions {
+    /// Absent means ready (the API's rule).
+    #[serde(default)]
+    pub ready: Option<bool>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl EndpointSlice {
+    /// The Service this slice belongs to: `namespace/name`.
+    pub fn service_key(&self) -> Option<String> {
+        let svc = self.metadata.labels.get("kubernetes.io/service-name")?;
+        Some(format!(
+            "{}/{svc}",
+            self.metadata.namespace.as_deref().unwrap_or("default")
+        ))
+    }
+}
+
 /// `v1 Namespace`: its labels, for namespace selectors.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Namespace {
@@ -191,14 +236,14 @@ pub struct BgpAllowList {
     pub spec: BgpAllowListSpec,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpAllowListSpec {
     #[serde(default)]
     pub prefixes: Vec<AllowPrefixSpec>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllowPrefixSpec {
     pub cidr: String,
@@ -231,7 +276,7 @@ pub struct BgpConfiguration {
     pub spec: BgpConfigurationSpec,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpConfigurationSpec {
     // --- Calico fields ---
@@ -299,6 +344,10 @@ pub struct BgpConfigurationSpec {
     /// (pod CIDRs, service ranges, node addresses, default routes).
     #[serde(default)]
     pub pod_peer_deny_prefixes: Vec<String>,
+    /// Advertise the LoadBalancer IPs of Services with this
+    /// `spec.loadBalancerClass` only (default: Services without a class).
+    #[serde(default)]
+    pub load_balancer_class: Option<String>,
 }
 
 impl BgpConfigurationSpec {
@@ -313,23 +362,24 @@ impl BgpConfigurationSpec {
         "originateInterfaces",
         "keepKernelRoutesOnShutdown",
         "podPeerDenyPrefixes",
+        "loadBalancerClass",
     ];
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CidrEntry {
     pub cidr: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedCommunity {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixAdvertisement {
     pub cidr: String,
@@ -337,13 +387,13 @@ pub struct PrefixAdvertisement {
     pub communities: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
     pub secret_key_ref: SecretKeyRef,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretKeyRef {
     pub name: String,
@@ -366,7 +416,21 @@ pub enum AsValue {
     Word(String),
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// In a CRD: Kubernetes' int-or-string (`65001`, `external`, `internal`).
+impl schemars::JsonSchema for AsValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AsValue".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "description": "A remote AS: a number, or external (any AS but ours) or internal (ours)."
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpPeerSpec {
     // --- Calico fields ---
@@ -468,7 +532,7 @@ pub struct BgpFilter {
     pub spec: BgpFilterSpec,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BgpFilterSpec {
     #[serde(default, rename = "exportV4")]
@@ -481,7 +545,7 @@ pub struct BgpFilterSpec {
     pub import_v6: Vec<FilterRuleSpec>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilterRuleSpec {
     // --- Calico fields ---
@@ -527,7 +591,7 @@ impl FilterRuleSpec {
     ];
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixLengthSpec {
     #[serde(default)]
@@ -550,6 +614,7 @@ pub struct ClusterState {
     pub pods: BTreeMap<String, Pod>,
     pub namespaces: BTreeMap<String, Namespace>,
     pub allow_lists: BTreeMap<String, BgpAllowList>,
+    pub endpoint_slices: BTreeMap<String, EndpointSlice>,
 }
 
 /// One parsed document.
@@ -565,6 +630,7 @@ pub enum Resource {
     Pod(Pod),
     Namespace(Namespace),
     AllowList(BgpAllowList),
+    EndpointSlice(EndpointSlice),
 }
 
 /// What to do with a document of a kind kbgp does not read.
@@ -608,6 +674,14 @@ impl ClusterState {
                     a.metadata.name
                 ),
             ),
+            Resource::EndpointSlice(e) => (
+                "EndpointSlice",
+                format!(
+                    "{}/{}",
+                    e.metadata.namespace.as_deref().unwrap_or("default"),
+                    e.metadata.name
+                ),
+            ),
         };
         let dup = match r {
             Resource::Node(n) => self.nodes.insert(k.clone(), n).is_some(),
@@ -620,6 +694,7 @@ impl ClusterState {
             Resource::Pod(p) => self.pods.insert(k.clone(), p).is_some(),
             Resource::Namespace(n) => self.namespaces.insert(k.clone(), n).is_some(),
             Resource::AllowList(a) => self.allow_lists.insert(k.clone(), a).is_some(),
+            Resource::EndpointSlice(e) => self.endpoint_slices.insert(k.clone(), e).is_some(),
         };
         if dup {
             return Err(format!("{map_name} {k:?} is defined twice"));
@@ -658,6 +733,7 @@ pub fn parse_value(v: serde_yaml::Value) -> Result<Parsed, String> {
                 | "Pod"
                 | "Namespace"
                 | "BGPAllowList"
+                | "EndpointSlice"
         )
     {
         return Err(format!("{kind} without metadata.name"));
@@ -714,6 +790,9 @@ pub fn parse_value(v: serde_yaml::Value) -> Result<Parsed, String> {
         }
         ("v1", "Namespace") => {
             Resource::Namespace(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
+        }
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            Resource::EndpointSlice(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)
         }
         (KBGP_GROUP, "BGPAllowList") => {
             Resource::AllowList(serde_yaml::from_value(v).map_err(|e| typed(&e.to_string()))?)

@@ -111,8 +111,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
-fn is_v6_peer(p: &pb::Peer) -> bool {
-    match p.address.parse::<std::net::IpAddr>() {
+fn is_v6_peer(address: &str) -> bool {
+    match address.parse::<std::net::IpAddr>() {
         Ok(a) => a.is_ipv6(),
         Err(_) => true, // an interface: IPv6 link-local
     }
@@ -135,33 +135,44 @@ pub async fn status(o: &ClientOpts) -> u8 {
         "Node {}, AS {}, router id {}, listening on port {}",
         st.node, st.asn, st.router_id, st.listen_port
     );
-    for (fam, v6) in [("IPv4", false), ("IPv6", true)] {
-        println!("\n{fam} BGP status");
-        let rows: Vec<Vec<String>> = st
-            .peers
-            .iter()
-            .filter(|p| is_v6_peer(p) == v6)
-            .map(|p| {
-                let state = if p.state == "Established" {
-                    "up"
-                } else {
-                    "start"
-                };
-                let mut info = p.info.clone();
-                if p.state != "Established"
-                    && !p.last_error.is_empty()
-                    && !info.contains(&p.last_error)
-                {
-                    info = format!("{info} ({})", p.last_error);
-                }
+    let rows: Vec<(bool, Vec<String>)> = st
+        .peers
+        .iter()
+        .map(|p| {
+            let state = if p.state == "Established" {
+                "up"
+            } else {
+                "start"
+            };
+            let mut info = p.info.clone();
+            if p.state != "Established" && !p.last_error.is_empty() && !info.contains(&p.last_error)
+            {
+                info = format!("{info} ({})", p.last_error);
+            }
+            (
+                is_v6_peer(&p.address),
                 vec![
                     p.address.clone(),
                     p.peer_type.clone(),
                     state.to_string(),
                     since(p.since),
                     info,
-                ]
-            })
+                ],
+            )
+        })
+        .collect();
+    print_peer_tables(&rows);
+    0
+}
+
+/// The IPv4 and IPv6 tables of `calicoctl node status`.
+fn print_peer_tables(rows: &[(bool, Vec<String>)]) {
+    for (fam, v6) in [("IPv4", false), ("IPv6", true)] {
+        println!("\n{fam} BGP status");
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .filter(|(is6, _)| *is6 == v6)
+            .map(|(_, r)| r.clone())
             .collect();
         if rows.is_empty() {
             println!("No {fam} peers found.");
@@ -173,6 +184,70 @@ pub async fn status(o: &ClientOpts) -> u8 {
                     &rows
                 )
             );
+        }
+    }
+}
+
+/// `kbgp status --datastore kubernetes --node X`: the node's BGPNodeStatus,
+/// as the daemon on that node last wrote it.
+pub async fn cluster_status(o: &ClientOpts, node: &str, kubeconfig: Option<&Path>) -> u8 {
+    let client = match datastore::cluster::client(kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kbgp: {e}");
+            return 1;
+        }
+    };
+    let st = match datastore::cluster::read_status(&client, node).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kbgp: {e}");
+            return 1;
+        }
+    };
+    if o.output == Output::Json {
+        return json(&st);
+    }
+    println!(
+        "kbgp status of node {node}, reported at {}.",
+        st.last_updated
+    );
+    println!(
+        "Node {node}, AS {}, router id {}, listening on port {}",
+        st.as_number, st.router_id, st.listen_port
+    );
+    for e in &st.config_errors {
+        println!("Configuration error: {e}");
+    }
+    let rows: Vec<(bool, Vec<String>)> = st
+        .peers
+        .iter()
+        .map(|p| {
+            (
+                is_v6_peer(&p.peer_address),
+                vec![
+                    p.peer_address.clone(),
+                    p.peer_type.clone(),
+                    p.state.clone(),
+                    since(p.since),
+                    p.info.clone(),
+                ],
+            )
+        })
+        .collect();
+    print_peer_tables(&rows);
+    0
+}
+
+/// `kbgp crd`: the CRDs as a YAML stream.
+pub fn crd(calico: bool) -> u8 {
+    for c in datastore::crd::crds(calico) {
+        match serde_yaml::to_string(&c) {
+            Ok(y) => print!("---\n{y}"),
+            Err(e) => {
+                eprintln!("kbgp: {e}");
+                return 1;
+            }
         }
     }
     0

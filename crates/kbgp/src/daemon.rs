@@ -1,18 +1,40 @@
-//! The daemon: file datastore → reconciler (the speaker's `apply`), the API
-//! socket, and signals (SIGHUP reloads, SIGTERM/SIGINT stop cleanly).
+//! The daemon: a datastore (a directory of YAML files, or the Kubernetes
+//! API) → reconciler (the speaker's `apply`), the API socket, and signals
+//! (SIGHUP reloads, SIGTERM/SIGINT stop cleanly). In cluster mode it also
+//! writes this node's `BGPNodeStatus` and Events back to the cluster.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use datastore::cluster::{self, BgpNodeStatusStatus, PeerState, Regarding, Watcher};
 use speaker::SpeakerHandle;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Datastore {
+    /// A directory of Kubernetes-style YAML (`--config-dir`).
+    #[default]
+    File,
+    /// The Kubernetes API (kubeconfig or the in-cluster service account).
+    Kubernetes,
+}
+
 #[derive(clap::Args)]
 pub struct DaemonOpts {
+    /// Where the configuration comes from.
+    #[arg(long, value_enum, env = "KBGP_DATASTORE", default_value = "file")]
+    datastore: Datastore,
     /// Directory of Kubernetes-style YAML (Node, Service, BGPConfiguration, BGPPeer, Secret).
+    #[arg(long, required_if_eq("datastore", "file"))]
+    config_dir: Option<PathBuf>,
+    /// Cluster mode: kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
-    config_dir: PathBuf,
+    kubeconfig: Option<PathBuf>,
+    /// Cluster mode: kbgp's own namespace (BGPPeer password Secrets are read there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kbgp-system")]
+    namespace: String,
     /// This node's name (a Node resource in the directory).
     #[arg(long, env = "NODE_NAME")]
     node: String,
@@ -54,16 +76,20 @@ fn load(dir: &Path, node: &str) -> Result<datastore::Desired, String> {
     datastore::desired(&loaded.state, node).map_err(|e| e.to_string())
 }
 
+async fn apply(speaker: &SpeakerHandle, d: datastore::Desired, why: &str) {
+    match speaker.apply(d).await {
+        Ok(s) => info!(
+            trigger = why,
+            added = ?s.added, removed = ?s.removed, changed = ?s.changed,
+            originate_changed = s.originate_changed, "configuration applied"
+        ),
+        Err(e) => error!("{e}"),
+    }
+}
+
 async fn reload(dir: &Path, node: &str, speaker: &SpeakerHandle, why: &str) {
     match load(dir, node) {
-        Ok(d) => match speaker.apply(d).await {
-            Ok(s) => info!(
-                trigger = why,
-                added = ?s.added, removed = ?s.removed, changed = ?s.changed,
-                originate_changed = s.originate_changed, "configuration applied"
-            ),
-            Err(e) => error!("{e}"),
-        },
+        Ok(d) => apply(speaker, d, why).await,
         Err(e) => error!(
             trigger = why,
             "configuration rejected, the last good one stays in force: {e}"
@@ -71,16 +97,224 @@ async fn reload(dir: &Path, node: &str, speaker: &SpeakerHandle, why: &str) {
     }
 }
 
+/// Cluster mode: the watches, and what was last reported back.
+struct Cluster {
+    watcher: Watcher,
+    events: cluster::Events,
+    node: String,
+    /// Errors already reported (as log lines and Events), so each is reported once.
+    reported: std::collections::BTreeSet<String>,
+    /// Current configuration errors, for the status object.
+    errors: Vec<String>,
+    last_status: Option<BgpNodeStatusStatus>,
+    last_status_at: Option<std::time::Instant>,
+    /// Peer key → established, to turn state changes into Events.
+    sessions: BTreeMap<String, bool>,
+}
+
+impl Cluster {
+    /// Compute this node's desired state from the watched objects. Refused
+    /// objects are reported (log line and a Warning Event on the object).
+    async fn desired(&mut self) -> Result<datastore::Desired, String> {
+        let (loaded, rejected) = self.watcher.state();
+        let mut errors = Vec::new();
+        for r in &rejected {
+            let msg = cluster::describe(r);
+            errors.push(msg.clone());
+            if self.reported.insert(msg.clone()) {
+                error!("refused, its last good version (if any) stays in force: {msg}");
+                self.events
+                    .publish(true, "ConfigRejected", msg, Regarding::rejected(r))
+                    .await;
+            }
+        }
+        let result = datastore::desired(&loaded.state, &self.node).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            errors.push(e.clone());
+            if self.reported.insert(e.clone()) {
+                self.events
+                    .publish(
+                        true,
+                        "ConfigRejected",
+                        format!("configuration refused, the last good one stays in force: {e}"),
+                        Regarding::node(&self.node),
+                    )
+                    .await;
+            }
+        }
+        // An error that went away may be reported again if it comes back.
+        self.reported.retain(|m| errors.contains(m));
+        self.errors = errors;
+        result
+    }
+
+    /// Write the status object when something changed (or every minute), and
+    /// an Event for each session that came up or went down.
+    async fn report(&mut self, speaker: &SpeakerHandle) {
+        let (Ok(peers), Ok(Some(g))) = (speaker.status().await, speaker.global().await) else {
+            return;
+        };
+        let mut st = BgpNodeStatusStatus {
+            as_number: g.asn,
+            router_id: g.router_id.to_string(),
+            listen_port: g.listen_port,
+            peers: peers
+                .iter()
+                .map(|p| {
+                    let up = p.state == bgp_fsm::State::Established;
+                    PeerState {
+                        peer_address: p.key.clone(),
+                        peer_type: p.peer_type.clone(),
+                        state: if up { "up" } else { "start" }.into(),
+                        session_state: p.state.name().into(),
+                        since: p.since,
+                        info: match (&p.last_error, up) {
+                            (Some(e), false) if !p.info.contains(e.as_str()) => {
+                                format!("{} ({e})", p.info)
+                            }
+                            _ => p.info.clone(),
+                        },
+                        prefixes_received: p.prefixes_received,
+                        prefixes_advertised: p.prefixes_advertised,
+                    }
+                })
+                .collect(),
+            last_updated: String::new(),
+            config_errors: self.errors.clone(),
+        };
+        for p in &st.peers {
+            let up = p.state == "up";
+            let was = self.sessions.insert(p.peer_address.clone(), up);
+            if was.is_some_and(|w| w != up) || (was.is_none() && up) {
+                let (reason, note) = if up {
+                    (
+                        "SessionEstablished",
+                        format!(
+                            "BGP session with {} ({}) established",
+                            p.peer_address, p.peer_type
+                        ),
+                    )
+                } else {
+                    (
+                        "SessionDown",
+                        format!(
+                            "BGP session with {} ({}) down: {}",
+                            p.peer_address, p.peer_type, p.info
+                        ),
+                    )
+                };
+                self.events
+                    .publish(!up, reason, note, Regarding::node(&self.node))
+                    .await;
+            }
+        }
+        let keys: Vec<String> = st.peers.iter().map(|p| p.peer_address.clone()).collect();
+        self.sessions.retain(|k, _| keys.contains(k));
+        let fresh = self
+            .last_status_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+        if self.last_status.as_ref() == Some(&st) && fresh {
+            return;
+        }
+        let cmp = st.clone();
+        st.last_updated = rfc3339_now();
+        match cluster::publish_status(&self.watcher.client(), &self.node, &st).await {
+            Ok(()) => {
+                self.last_status = Some(cmp);
+                self.last_status_at = Some(std::time::Instant::now());
+            }
+            Err(e) => warn!("cannot write BGPNodeStatus {}: {e}", self.node),
+        }
+    }
+}
+
+fn rfc3339_now() -> String {
+    let secs = speaker::status::unix_now();
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Cluster mode start-up: connect, wait until every watched kind is listed
+/// and this node's configuration is valid. None when told to stop meanwhile.
+async fn cluster_start(o: &DaemonOpts) -> Result<Option<(Cluster, datastore::Desired)>, String> {
+    let client = cluster::client(o.kubeconfig.as_deref()).await?;
+    let mut c = Cluster {
+        watcher: Watcher::start(client.clone(), o.namespace.clone()),
+        events: cluster::Events::new(client, &o.node),
+        node: o.node.clone(),
+        reported: Default::default(),
+        errors: vec![],
+        last_status: None,
+        last_status_at: None,
+        sessions: BTreeMap::new(),
+    };
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let mut waiting_logged = false;
+    loop {
+        if c.watcher.synced() {
+            match c.desired().await {
+                Ok(d) => return Ok(Some((c, d))),
+                Err(e) => warn!("waiting for a valid configuration for node {}: {e}", o.node),
+            }
+        } else if started.elapsed() > Duration::from_secs(5) && !waiting_logged {
+            warn!("waiting for the Kubernetes API server (every watched kind listed once)");
+            waiting_logged = true;
+        }
+        let mut w = c.watcher.clone();
+        tokio::select! {
+            _ = w.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = term.recv() => return Ok(None),
+            _ = int.recv() => return Ok(None),
+        }
+    }
+}
+
 pub async fn run(o: DaemonOpts) -> u8 {
     init_logging(&o.log_level);
-    let desired = match load(&o.config_dir, &o.node) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("kbgp: {e}");
-            return 1;
+    let (mut cluster, desired) = match (o.datastore, &o.config_dir) {
+        (Datastore::File, Some(dir)) => match load(dir, &o.node) {
+            Ok(d) => (None, d),
+            Err(e) => {
+                eprintln!("kbgp: {e}");
+                return 1;
+            }
+        },
+        (Datastore::File, None) => {
+            eprintln!("kbgp: --config-dir is required with --datastore file");
+            return 2;
         }
+        (Datastore::Kubernetes, _) => match cluster_start(&o).await {
+            Ok(Some((c, d))) => (Some(c), d),
+            Ok(None) => return 0,
+            Err(e) => {
+                eprintln!("kbgp: {e}");
+                return 1;
+            }
+        },
     };
-    info!(node = %o.node, asn = desired.global.asn, router_id = %desired.global.router_id, dir = %o.config_dir.display(), "kbgp starting");
+    let source = match (&o.config_dir, &cluster) {
+        (_, Some(_)) => "the Kubernetes API".to_string(),
+        (Some(d), None) => d.display().to_string(),
+        (None, None) => String::new(),
+    };
+    info!(node = %o.node, asn = desired.global.asn, router_id = %desired.global.router_id, source = %source, "kbgp starting");
     let speaker = speaker::start();
     if let Err(e) = speaker.apply(desired).await {
         eprintln!("kbgp: {e}");
@@ -114,7 +348,14 @@ pub async fn run(o: DaemonOpts) -> u8 {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(
         o.poll_interval.clamp(0.1, 86_400.0),
     ));
-    let mut seen = datastore::fingerprint(&o.config_dir);
+    let mut status_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut watch = cluster.as_ref().map(|c| c.watcher.clone());
+    let dir = o.config_dir.clone().unwrap_or_default();
+    let mut seen = if cluster.is_none() {
+        datastore::fingerprint(&dir)
+    } else {
+        0
+    };
     loop {
         tokio::select! {
             _ = async { watchdog.as_mut().unwrap().tick().await }, if watchdog.is_some() => {
@@ -125,19 +366,42 @@ pub async fn run(o: DaemonOpts) -> u8 {
                     }
                 }
             }
-            _ = tick.tick() => {
-                let fp = datastore::fingerprint(&o.config_dir);
+            _ = tick.tick(), if cluster.is_none() => {
+                let fp = datastore::fingerprint(&dir);
                 if fp != seen {
                     seen = fp;
-                    reload(&o.config_dir, &o.node, &speaker, "file change").await;
+                    reload(&dir, &o.node, &speaker, "file change").await;
+                }
+            }
+            _ = async { watch.as_mut().unwrap().changed().await }, if watch.is_some() => {
+                // Let a burst of changes (kubectl apply -f DIR) settle first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Some(c) = cluster.as_mut() {
+                    match c.desired().await {
+                        Ok(d) => apply(&speaker, d, "API change").await,
+                        Err(e) => error!("configuration rejected, the last good one stays in force: {e}"),
+                    }
+                }
+            }
+            _ = status_tick.tick(), if cluster.is_some() => {
+                if let Some(c) = cluster.as_mut() {
+                    c.report(&speaker).await;
                 }
             }
             _ = hup.recv() => {
                 if let Some(n) = &notify {
                     n.send("RELOADING=1");
                 }
-                seen = datastore::fingerprint(&o.config_dir);
-                reload(&o.config_dir, &o.node, &speaker, "SIGHUP").await;
+                match cluster.as_mut() {
+                    Some(c) => match c.desired().await {
+                        Ok(d) => apply(&speaker, d, "SIGHUP").await,
+                        Err(e) => error!("configuration rejected, the last good one stays in force: {e}"),
+                    },
+                    None => {
+                        seen = datastore::fingerprint(&dir);
+                        reload(&dir, &o.node, &speaker, "SIGHUP").await;
+                    }
+                }
                 if let Some(n) = &notify {
                     n.send("READY=1");
                 }

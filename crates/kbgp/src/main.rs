@@ -50,6 +50,22 @@ enum Cmd {
     Status {
         #[command(flatten)]
         opts: ClientOpts,
+        /// Read a node's status from the Kubernetes API (its BGPNodeStatus)
+        /// instead of asking the local daemon.
+        #[arg(long, value_enum, default_value = "file")]
+        datastore: daemon::Datastore,
+        /// The node to show (with --datastore kubernetes).
+        #[arg(long, env = "NODE_NAME", required_if_eq("datastore", "kubernetes"))]
+        node: Option<String>,
+        /// kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Print kbgp's CustomResourceDefinitions (YAML), generated from its types.
+    Crd {
+        /// Also the projectcalico.org/v3 kinds kbgp reads, for clusters without Calico.
+        #[arg(long)]
+        calico: bool,
     },
     /// Show neighbors or routes.
     Show {
@@ -107,7 +123,17 @@ fn main() -> std::process::ExitCode {
     let code = rt.block_on(async move {
         match cli.cmd {
             Cmd::Daemon(o) => daemon::run(o).await,
-            Cmd::Status { opts } => cli::status(&opts).await,
+            Cmd::Status {
+                opts,
+                datastore: daemon::Datastore::Kubernetes,
+                node,
+                kubeconfig,
+            } => {
+                cli::cluster_status(&opts, node.as_deref().unwrap_or(""), kubeconfig.as_deref())
+                    .await
+            }
+            Cmd::Status { opts, .. } => cli::status(&opts).await,
+            Cmd::Crd { calico } => cli::crd(calico),
             Cmd::Show { what, opts } => cli::show(&opts, what).await,
             Cmd::Check {
                 config_dir,

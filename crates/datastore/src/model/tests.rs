@@ -212,3 +212,145 @@ fn pod_cidr_singular_and_ipv6() {
     );
     assert_eq!(desired(&s, "m").unwrap().originate.len(), 2);
 }
+
+const SERVICES_BASE: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 192.0.2.11}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+status: {addresses: [{type: InternalIP, address: 192.0.2.12}]}
+---
+apiVersion: kbgp.io/v1alpha1
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  asNumber: 65010
+  serviceClusterIPs: [{cidr: 198.18.0.0/24}]
+  serviceExternalIPs: [{cidr: 198.18.1.0/24}]
+  serviceLoadBalancerIPs: [{cidr: 198.18.2.0/24}]
+  LBCLASS
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 198.18.0.10
+  externalIPs: [198.18.1.10, 203.0.113.9]
+  externalTrafficPolicy: POLICY
+  SVCCLASS
+status:
+  loadBalancer: {ingress: [{ip: 198.18.2.10}, {ip: 198.18.9.9}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-abc12
+  namespace: shop
+  labels: {kubernetes.io/service-name: web}
+endpoints:
+- addresses: [10.0.0.5]
+  nodeName: n1
+  conditions: {ready: READY}
+- addresses: [10.0.0.6]
+  nodeName: n2
+  conditions: {ready: false}
+"#;
+
+fn service_prefixes(
+    policy: &str,
+    ready: &str,
+    lbclass: &str,
+    svcclass: &str,
+    node: &str,
+) -> Vec<String> {
+    let text = SERVICES_BASE
+        .replace("POLICY", policy)
+        .replace("READY", ready)
+        .replace("LBCLASS", lbclass)
+        .replace("SVCCLASS", svcclass);
+    let st = from_str(&text).unwrap();
+    desired(&st, node)
+        .unwrap()
+        .originate
+        .values()
+        .filter(|o| o.reason.starts_with("service shop/web"))
+        .map(|o| o.prefix.to_string())
+        .collect()
+}
+
+#[test]
+fn service_ips_cluster_policy_every_node_inside_ranges_only() {
+    for node in ["n1", "n2"] {
+        // External and LB IPs inside their ranges, as /32; 203.0.113.9 and
+        // 198.18.9.9 are outside every range; the cluster IP only for Local.
+        assert_eq!(
+            service_prefixes("Cluster", "true", "", "", node),
+            vec!["198.18.1.10/32", "198.18.2.10/32"],
+            "{node}"
+        );
+    }
+}
+
+#[test]
+fn service_ips_local_policy_only_where_a_ready_endpoint_runs() {
+    let with_cluster_ip = vec!["198.18.0.10/32", "198.18.1.10/32", "198.18.2.10/32"];
+    assert_eq!(
+        service_prefixes("Local", "true", "", "", "n1"),
+        with_cluster_ip
+    );
+    // n2's endpoint is not ready; n1's becomes unready: nobody advertises.
+    assert!(service_prefixes("Local", "true", "", "", "n2").is_empty());
+    assert!(service_prefixes("Local", "false", "", "", "n1").is_empty());
+    // Absent `ready` means ready.
+    let text = SERVICES_BASE
+        .replace("POLICY", "Local")
+        .replace("conditions: {ready: READY}", "conditions: {}")
+        .replace("LBCLASS", "")
+        .replace("SVCCLASS", "");
+    let st = from_str(&text).unwrap();
+    assert_eq!(
+        desired(&st, "n1").unwrap().originate.len(),
+        3 + with_cluster_ip.len()
+    );
+}
+
+#[test]
+fn service_load_balancer_class_is_opt_in() {
+    // A Service with a class is left to its own controller...
+    assert_eq!(
+        service_prefixes(
+            "Cluster",
+            "true",
+            "",
+            "loadBalancerClass: example.com/other",
+            "n1"
+        ),
+        vec!["198.18.1.10/32"]
+    );
+    // ...unless BGPConfiguration names that class; then classless ones are not ours.
+    assert_eq!(
+        service_prefixes(
+            "Cluster",
+            "true",
+            "loadBalancerClass: kbgp.io/bgp",
+            "loadBalancerClass: kbgp.io/bgp",
+            "n1"
+        ),
+        vec!["198.18.1.10/32", "198.18.2.10/32"]
+    );
+    assert_eq!(
+        service_prefixes(
+            "Cluster",
+            "true",
+            "loadBalancerClass: kbgp.io/bgp",
+            "",
+            "n1"
+        ),
+        vec!["198.18.1.10/32"]
+    );
+}

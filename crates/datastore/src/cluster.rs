@@ -1,0 +1,693 @@
+//! The cluster datastore: the Kubernetes API, watched with kube-rs.
+//!
+//! Every kind kbgp reads is watched (list, then watch from the list's
+//! resourceVersion; kube-rs' watcher resumes from the last version seen,
+//! relists on `410 Gone`, and backs off while the API server is unreachable).
+//! Each kind's objects are kept in a store that is swapped whole when a
+//! (re)list completes, so a relist that finds nothing new changes nothing.
+//! [`Watcher::state`] turns the stores into the same [`ClusterState`] the
+//! file datastore builds, through the same parser: one reconciler for both.
+//!
+//! Optional groups (`projectcalico.org/v3`, and kbgp's own CRDs when they are
+//! not installed yet) are looked up by discovery at start-up and every 30 s;
+//! a kind is watched while the API serves it.
+//!
+//! While the API server is away the stores keep the last state they had:
+//! sessions and routes stay as they are.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::files::Loaded;
+use crate::resources::{parse_value, Parsed, Resource};
+
+/// A kind kbgp watches.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// Served only when a CRD (or Calico's API server) provides it.
+    pub optional: bool,
+    /// Watched in kbgp's own namespace only (Secrets: least privilege).
+    pub own_namespace_only: bool,
+}
+
+const fn k(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    optional: bool,
+) -> Kind {
+    Kind {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        optional,
+        own_namespace_only: false,
+    }
+}
+
+/// Every kind the reconciler reads.
+pub const KINDS: &[Kind] = &[
+    k("", "v1", "Node", "nodes", false, false),
+    k("", "v1", "Service", "services", true, false),
+    k("", "v1", "Pod", "pods", true, false),
+    k("", "v1", "Namespace", "namespaces", false, false),
+    Kind {
+        own_namespace_only: true,
+        ..k("", "v1", "Secret", "secrets", true, false)
+    },
+    k(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        false,
+    ),
+    k(
+        "kbgp.io",
+        "v1alpha1",
+        "BGPConfiguration",
+        "bgpconfigurations",
+        false,
+        true,
+    ),
+    k("kbgp.io", "v1alpha1", "BGPPeer", "bgppeers", false, true),
+    k(
+        "kbgp.io",
+        "v1alpha1",
+        "BGPFilter",
+        "bgpfilters",
+        false,
+        true,
+    ),
+    k(
+        "kbgp.io",
+        "v1alpha1",
+        "BGPAllowList",
+        "bgpallowlists",
+        true,
+        true,
+    ),
+    k(
+        "projectcalico.org",
+        "v3",
+        "BGPConfiguration",
+        "bgpconfigurations",
+        false,
+        true,
+    ),
+    k(
+        "projectcalico.org",
+        "v3",
+        "BGPPeer",
+        "bgppeers",
+        false,
+        true,
+    ),
+    k(
+        "projectcalico.org",
+        "v3",
+        "BGPFilter",
+        "bgpfilters",
+        false,
+        true,
+    ),
+    k("projectcalico.org", "v3", "Node", "nodes", false, true),
+];
+
+impl Kind {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    fn id(&self) -> String {
+        format!("{}/{}", self.api_version(), self.kind)
+    }
+    fn resource(&self) -> ApiResource {
+        ApiResource {
+            group: self.group.into(),
+            version: self.version.into(),
+            api_version: self.api_version(),
+            kind: self.kind.into(),
+            plural: self.plural.into(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct KindStore {
+    /// Watched now (an optional kind stops being watched when it goes away).
+    active: bool,
+    /// Listed at least once since it became active.
+    synced: bool,
+    objects: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Default)]
+struct Stores {
+    kinds: BTreeMap<String, KindStore>,
+    /// The last version of each object that parsed, kept in force while a
+    /// newer version is invalid.
+    last_good: BTreeMap<String, Resource>,
+}
+
+/// The watches of one kbgp instance.
+#[derive(Clone)]
+pub struct Watcher {
+    client: Client,
+    stores: Arc<Mutex<Stores>>,
+    changed: watch::Receiver<u64>,
+}
+
+/// An object that was refused, to report as an Event on it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rejected {
+    pub kind: ObjectKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub error: String,
+}
+
+/// Identity of a refused object's kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKind {
+    pub api_version: String,
+    pub kind: String,
+}
+
+fn object_key(v: &serde_json::Value) -> String {
+    let md = &v["metadata"];
+    match md["namespace"].as_str() {
+        Some(ns) => format!("{ns}/{}", md["name"].as_str().unwrap_or("")),
+        None => md["name"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+/// The object as JSON with its apiVersion and kind (list items lack them),
+/// without the bulky bookkeeping kbgp never reads.
+fn to_json(o: &DynamicObject, kind: &Kind) -> Option<serde_json::Value> {
+    let mut v = serde_json::to_value(o).ok()?;
+    let m = v.as_object_mut()?;
+    m.insert("apiVersion".into(), kind.api_version().into());
+    m.insert("kind".into(), kind.kind.into());
+    if let Some(md) = m.get_mut("metadata").and_then(|x| x.as_object_mut()) {
+        md.remove("managedFields");
+        // kubectl's copy of the applied object: may hold fields of another group.
+        if let Some(a) = md.get_mut("annotations").and_then(|x| x.as_object_mut()) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    Some(v)
+}
+
+impl Watcher {
+    /// Start watching (discovery, then one task per served kind).
+    /// `namespace` is kbgp's own namespace (for Secrets).
+    pub fn start(client: Client, namespace: String) -> Watcher {
+        let (tx, rx) = watch::channel(0u64);
+        let stores = Arc::new(Mutex::new(Stores::default()));
+        let w = Watcher {
+            client: client.clone(),
+            stores: stores.clone(),
+            changed: rx,
+        };
+        tokio::spawn(discovery_loop(client, namespace, stores, Arc::new(tx)));
+        w
+    }
+
+    /// Wait for the next change of any store.
+    pub async fn changed(&mut self) {
+        let _ = self.changed.changed().await;
+    }
+
+    /// Every watched kind has been listed once (and at least the core kinds
+    /// are watched): the state is complete.
+    pub fn synced(&self) -> bool {
+        let s = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let core = KINDS.iter().filter(|k| !k.optional).count();
+        let active: Vec<&KindStore> = s.kinds.values().filter(|k| k.active).collect();
+        active.len() >= core && active.iter().all(|k| k.synced)
+    }
+
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The current state, parsed as the file datastore parses a directory.
+    /// An object that does not parse is left out (its last good version stays
+    /// in force) and reported in the second value.
+    pub fn state(&self) -> (Loaded, Vec<Rejected>) {
+        let mut s = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loaded = Loaded::default();
+        let mut rejected = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut good = Vec::new();
+        for (id, store) in &s.kinds {
+            if !store.active {
+                continue;
+            }
+            for (key, v) in &store.objects {
+                let full = format!("{id} {key}");
+                seen.insert(full.clone());
+                let yaml = match serde_yaml::to_value(v) {
+                    Ok(y) => y,
+                    Err(e) => {
+                        warn!(object = %full, "cannot convert: {e}");
+                        continue;
+                    }
+                };
+                match parse_value(yaml) {
+                    Ok(Parsed::Resource(r)) => good.push((full, *r)),
+                    Ok(Parsed::Ignored { .. }) => {}
+                    Err(e) => {
+                        let (api_version, kind) = id.rsplit_once('/').unwrap_or((id, ""));
+                        rejected.push(Rejected {
+                            kind: ObjectKind {
+                                api_version: api_version.to_string(),
+                                kind: kind.to_string(),
+                            },
+                            namespace: v["metadata"]["namespace"].as_str().map(str::to_owned),
+                            name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                            error: e,
+                        });
+                        if let Some(r) = s.last_good.get(&full) {
+                            good.push((full, r.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        s.last_good.retain(|k, _| seen.contains(k));
+        for (full, r) in good {
+            s.last_good.insert(full.clone(), r.clone());
+            if let Err(e) = loaded.state.insert(r) {
+                rejected.push(Rejected {
+                    kind: ObjectKind {
+                        api_version: String::new(),
+                        kind: String::new(),
+                    },
+                    namespace: None,
+                    name: full,
+                    error: e,
+                });
+            }
+        }
+        (loaded, rejected)
+    }
+}
+
+async fn discovery_loop(
+    client: Client,
+    namespace: String,
+    stores: Arc<Mutex<Stores>>,
+    tx: Arc<watch::Sender<u64>>,
+) {
+    let mut tasks: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    loop {
+        // Which optional groups/versions are served now?
+        let mut served: BTreeSet<String> = BTreeSet::new();
+        let mut discovery_ok = true;
+        for gv in KINDS
+            .iter()
+            .filter(|k| k.optional)
+            .map(|k| k.api_version())
+            .collect::<BTreeSet<_>>()
+        {
+            match client.list_api_group_resources(&gv).await {
+                Ok(list) => {
+                    for r in list.resources {
+                        served.insert(format!("{gv}/{}", r.kind));
+                    }
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    debug!(group = %gv, "discovery failed, keeping what is watched: {e}");
+                    discovery_ok = false;
+                }
+            }
+        }
+        for kind in KINDS {
+            let id = kind.id();
+            let want = !kind.optional || served.contains(&id);
+            let running = tasks.contains_key(&id);
+            if want && !running {
+                if kind.optional {
+                    info!(kind = %id, "served by the API: watching it");
+                }
+                {
+                    let mut s = stores.lock().unwrap_or_else(|e| e.into_inner());
+                    let st = s.kinds.entry(id.clone()).or_default();
+                    st.active = true;
+                    st.synced = false;
+                }
+                let ns = kind.own_namespace_only.then(|| namespace.clone());
+                tasks.insert(
+                    id.clone(),
+                    tokio::spawn(watch_kind(
+                        client.clone(),
+                        *kind,
+                        ns,
+                        stores.clone(),
+                        tx.clone(),
+                    )),
+                );
+            } else if !want && running && discovery_ok {
+                info!(kind = %id, "no longer served by the API: its objects are gone");
+                if let Some(t) = tasks.remove(&id) {
+                    t.abort();
+                }
+                let mut s = stores.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(st) = s.kinds.get_mut(&id) {
+                    st.active = false;
+                    st.objects.clear();
+                }
+                tx.send_modify(|g| *g += 1);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+async fn watch_kind(
+    client: Client,
+    kind: Kind,
+    namespace: Option<String>,
+    stores: Arc<Mutex<Stores>>,
+    tx: Arc<watch::Sender<u64>>,
+) {
+    let ar = kind.resource();
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &ar),
+        None => Api::all_with(client, &ar),
+    };
+    let id = kind.id();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut buffer: Option<BTreeMap<String, serde_json::Value>> = None;
+    let mut failing = false;
+    while let Some(ev) = stream.next().await {
+        let ev = match ev {
+            Ok(ev) => {
+                if failing {
+                    info!(kind = %id, "watch restored");
+                    failing = false;
+                }
+                ev
+            }
+            Err(e) => {
+                // The store keeps its last state; the watcher retries with back-off.
+                if !failing {
+                    warn!(kind = %id, "watch failed, keeping the last state and retrying: {e}");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        let changed = {
+            let mut s = stores.lock().unwrap_or_else(|e| e.into_inner());
+            let st = s.kinds.entry(id.clone()).or_default();
+            match ev {
+                Event::Init => {
+                    buffer = Some(BTreeMap::new());
+                    false
+                }
+                Event::InitApply(o) => {
+                    if let (Some(b), Some(v)) = (buffer.as_mut(), to_json(&o, &kind)) {
+                        b.insert(object_key(&v), v);
+                    }
+                    false
+                }
+                Event::InitDone => {
+                    let fresh = buffer.take().unwrap_or_default();
+                    // A relist that finds what we had changes nothing.
+                    let changed = fresh != st.objects || !st.synced;
+                    debug!(kind = %id, objects = fresh.len(), changed, "listed");
+                    st.objects = fresh;
+                    st.synced = true;
+                    changed
+                }
+                Event::Apply(o) => match to_json(&o, &kind) {
+                    Some(v) => {
+                        let key = object_key(&v);
+                        // Only what kbgp reads counts: a new resourceVersion alone is no change.
+                        let same = st
+                            .objects
+                            .get(&key)
+                            .map(|old| same_content(old, &v))
+                            .unwrap_or(false);
+                        st.objects.insert(key, v);
+                        !same
+                    }
+                    None => false,
+                },
+                Event::Delete(o) => match to_json(&o, &kind) {
+                    Some(v) => st.objects.remove(&object_key(&v)).is_some(),
+                    None => false,
+                },
+            }
+        };
+        if changed {
+            tx.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+/// Equal but for bookkeeping (resourceVersion, generation, timestamps).
+fn same_content(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(md) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            for f in ["resourceVersion", "generation", "managedFields"] {
+                md.remove(f);
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+// ---------------------------------------------------------------------------
+// Status back to the cluster.
+
+/// One peer in a [`BgpNodeStatus`], as `kbgp status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerState {
+    /// Peer address, or interface for an unnumbered peer.
+    pub peer_address: String,
+    /// node-to-node mesh, global, node specific, pod...
+    pub peer_type: String,
+    /// up or start, as calicoctl shows it.
+    pub state: String,
+    /// The BGP FSM state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
+    pub session_state: String,
+    /// When the state last changed (Unix seconds).
+    pub since: u64,
+    /// Established, or why not.
+    pub info: String,
+    #[serde(default)]
+    pub prefixes_received: u64,
+    #[serde(default)]
+    pub prefixes_advertised: u64,
+}
+
+/// `status` of kbgp's `BGPNodeStatus`: one node's sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpNodeStatusStatus {
+    pub as_number: u32,
+    #[serde(rename = "routerID")]
+    pub router_id: String,
+    pub listen_port: u16,
+    #[serde(default)]
+    pub peers: Vec<PeerState>,
+    /// RFC 3339 time of this report.
+    #[serde(default)]
+    pub last_updated: String,
+    /// The configuration in force was refused or partly refused: why.
+    #[serde(default)]
+    pub config_errors: Vec<String>,
+}
+
+/// `spec` of `BGPNodeStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpNodeStatusSpec {
+    /// The node this status is of (also the object's name).
+    pub node: String,
+}
+
+pub const STATUS_KIND: Kind = k(
+    "kbgp.io",
+    "v1alpha1",
+    "BGPNodeStatus",
+    "bgpnodestatuses",
+    false,
+    true,
+);
+
+const FIELD_MANAGER: &str = "kbgp";
+
+/// Write this node's `BGPNodeStatus` (server-side apply: the object, then its
+/// status subresource).
+pub async fn publish_status(
+    client: &Client,
+    node: &str,
+    status: &BgpNodeStatusStatus,
+) -> Result<(), kube::Error> {
+    let ar = STATUS_KIND.resource();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let obj = serde_json::json!({
+        "apiVersion": STATUS_KIND.api_version(),
+        "kind": STATUS_KIND.kind,
+        "metadata": {"name": node},
+        "spec": {"node": node},
+    });
+    api.patch(node, &pp, &Patch::Apply(&obj)).await?;
+    let st = serde_json::json!({
+        "apiVersion": STATUS_KIND.api_version(),
+        "kind": STATUS_KIND.kind,
+        "metadata": {"name": node},
+        "status": status,
+    });
+    api.patch_status(node, &pp, &Patch::Apply(&st)).await?;
+    Ok(())
+}
+
+/// Read a node's `BGPNodeStatus`.
+pub async fn read_status(client: &Client, node: &str) -> Result<BgpNodeStatusStatus, String> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &STATUS_KIND.resource());
+    let o = api.get(node).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            format!("no BGPNodeStatus {node:?}: is kbgp running on that node?")
+        }
+        e => e.to_string(),
+    })?;
+    let st = o.data.get("status").cloned().unwrap_or_default();
+    serde_json::from_value(st).map_err(|e| format!("BGPNodeStatus {node:?}: {e}"))
+}
+
+/// The object an Event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Regarding<'a> {
+    pub api_version: &'a str,
+    pub kind: &'a str,
+    pub namespace: Option<&'a str>,
+    pub name: &'a str,
+}
+
+impl<'a> Regarding<'a> {
+    pub fn node(name: &'a str) -> Self {
+        Regarding {
+            api_version: "v1",
+            kind: "Node",
+            namespace: None,
+            name,
+        }
+    }
+
+    pub fn rejected(r: &'a Rejected) -> Self {
+        Regarding {
+            api_version: &r.kind.api_version,
+            kind: &r.kind.kind,
+            namespace: r.namespace.as_deref(),
+            name: &r.name,
+        }
+    }
+}
+
+/// Events (events.k8s.io/v1) on Nodes and kbgp objects.
+#[derive(Clone)]
+pub struct Events {
+    recorder: kube::runtime::events::Recorder,
+}
+
+impl Events {
+    pub fn new(client: Client, node: &str) -> Events {
+        let reporter = kube::runtime::events::Reporter {
+            controller: "kbgp".into(),
+            instance: Some(format!("kbgp-{node}")),
+        };
+        Events {
+            recorder: kube::runtime::events::Recorder::new(client, reporter),
+        }
+    }
+
+    /// Publish one event about an object; failures are logged, never fatal.
+    pub async fn publish(&self, warning: bool, reason: &str, note: String, about: Regarding<'_>) {
+        use k8s_openapi::api::core::v1::ObjectReference;
+        use kube::runtime::events::{Event as KEvent, EventType};
+        let reference = ObjectReference {
+            api_version: Some(about.api_version.into()),
+            kind: Some(about.kind.into()),
+            name: Some(about.name.into()),
+            namespace: about.namespace.map(str::to_owned),
+            ..Default::default()
+        };
+        let ev = KEvent {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &reference).await {
+            debug!(reason, "cannot publish event: {e}");
+        }
+    }
+}
+
+/// A kube client from `--kubeconfig`, `KUBECONFIG`, `~/.kube/config` or the
+/// in-cluster service account, in that order.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client, String> {
+    let config = match kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration: {e}"))?,
+    };
+    Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Refused objects, as a [`ConfigError`]-like message per object.
+pub fn describe(r: &Rejected) -> String {
+    let what = match &r.namespace {
+        Some(ns) => format!("{} {ns}/{}", r.kind.kind, r.name),
+        None => format!("{} {}", r.kind.kind, r.name),
+    };
+    format!("{what}: {}", r.error)
+}

@@ -404,7 +404,7 @@ async fn watch_kind(
     };
     let id = kind.id();
     let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .boxed();
     let mut buffer: Option<BTreeMap<String, serde_json::Value>> = None;
     let mut failing = false;
@@ -472,6 +472,43 @@ async fn watch_kind(
         if changed {
             tx.send_modify(|g| *g += 1);
         }
+    }
+}
+
+/// Watch back-off: 0.5 s doubling to 8 s, jittered so that a fleet of nodes
+/// does not come back in step. client-go's ceiling is 30 s; a routing daemon
+/// should see a returning API server sooner, and one node holds only one
+/// watch per kind.
+struct WatchBackoff {
+    next: Duration,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: BACKOFF_MIN }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        // Up to +25%, from the clock's nanoseconds (no RNG needed for this).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.subsec_nanos())
+            .unwrap_or(0);
+        Some(d + d.mul_f64(f64::from(nanos % 1000) / 4000.0))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
     }
 }
 
@@ -690,4 +727,58 @@ pub fn describe(r: &Rejected) -> String {
         None => format!("{} {}", r.kind.kind, r.name),
     };
     format!("{what}: {}", r.error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::utils::Backoff;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_bounded_jitter_and_resets() {
+        let mut b = WatchBackoff::default();
+        let d: Vec<Duration> = (&mut b).take(8).collect();
+        for (i, want) in [500u64, 1000, 2000, 4000, 8000, 8000, 8000, 8000]
+            .iter()
+            .enumerate()
+        {
+            let want = Duration::from_millis(*want);
+            assert!(
+                d[i] >= want && d[i] <= want.mul_f64(1.25),
+                "{i}: {:?}",
+                d[i]
+            );
+        }
+        b.reset();
+        assert!(b.next().unwrap() <= BACKOFF_MIN.mul_f64(1.25));
+    }
+
+    #[test]
+    fn relist_bookkeeping_is_no_change() {
+        let a = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "5", "generation": 1}, "spec": {"a": 1}});
+        let b = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "9", "generation": 2}, "spec": {"a": 1}});
+        let c = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "9"}, "spec": {"a": 2}});
+        assert!(same_content(&a, &b));
+        assert!(!same_content(&a, &c));
+    }
+
+    #[test]
+    fn list_items_get_their_kind_and_lose_kubectl_bookkeeping() {
+        let o: DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "managedFields": [{}],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"}},
+            "spec": {"peerIP": "192.0.2.1"}
+        }))
+        .unwrap();
+        let kind = KINDS.iter().find(|k| k.kind == "BGPPeer").unwrap();
+        let v = to_json(&o, kind).unwrap();
+        assert_eq!(v["apiVersion"], kind.api_version());
+        assert_eq!(v["kind"], "BGPPeer");
+        assert!(v["metadata"].get("managedFields").is_none());
+        assert_eq!(
+            v["metadata"]["annotations"],
+            serde_json::json!({"keep": "me"})
+        );
+        assert_eq!(object_key(&v), "p");
+    }
 }

@@ -264,6 +264,19 @@ pub fn crds(calico: bool) -> Vec<Value> {
     out
 }
 
+/// The CRDs as a YAML stream, optionally of one API group only.
+pub fn to_yaml(calico: bool, group: Option<&str>) -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for c in crds(calico) {
+        if group.is_some_and(|g| c["spec"]["group"] != g) {
+            continue;
+        }
+        out += "---\n";
+        out += &serde_yaml::to_string(&c)?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +335,25 @@ mod tests {
         for c in &all {
             let s = &c["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
             check_structural(s, c["metadata"]["name"].as_str().unwrap());
+        }
+    }
+
+    /// deploy/kubernetes holds the CRDs as `kbgp crd` prints them; regenerate
+    /// with `kbgp crd --group kbgp.io > deploy/kubernetes/crds.yaml` and
+    /// `kbgp crd --group projectcalico.org > deploy/kubernetes/calico-crds.yaml`.
+    #[test]
+    fn deploy_crds_are_current() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
+        for (file, group) in [
+            ("crds.yaml", "kbgp.io"),
+            ("calico-crds.yaml", "projectcalico.org"),
+        ] {
+            let want = to_yaml(true, Some(group)).unwrap();
+            let have = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert!(
+                have == want,
+                "deploy/kubernetes/{file} is stale: regenerate it with `kbgp crd --group {group}`"
+            );
         }
     }
 

@@ -240,17 +240,25 @@ pub async fn cluster_status(o: &ClientOpts, node: &str, kubeconfig: Option<&Path
 }
 
 /// `kbgp crd`: the CRDs as a YAML stream.
-pub fn crd(calico: bool) -> u8 {
-    for c in datastore::crd::crds(calico) {
-        match serde_yaml::to_string(&c) {
-            Ok(y) => print!("---\n{y}"),
-            Err(e) => {
-                eprintln!("kbgp: {e}");
-                return 1;
-            }
+pub fn crd(calico: bool, group: Option<&str>) -> u8 {
+    let calico = calico || group == Some("projectcalico.org");
+    match datastore::crd::to_yaml(calico, group) {
+        Ok(y) if !y.is_empty() => {
+            print!("{y}");
+            0
+        }
+        Ok(_) => {
+            eprintln!(
+                "kbgp: no CRDs in group {:?} (kbgp.io or projectcalico.org)",
+                group.unwrap_or("")
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("kbgp: {e}");
+            1
         }
     }
-    0
 }
 
 fn print_neighbor(p: &pb::Peer) {

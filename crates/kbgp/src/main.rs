@@ -66,6 +66,9 @@ enum Cmd {
         /// Also the projectcalico.org/v3 kinds kbgp reads, for clusters without Calico.
         #[arg(long)]
         calico: bool,
+        /// Only this API group's CRDs (kbgp.io or projectcalico.org).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Show neighbors or routes.
     Show {
@@ -133,7 +136,7 @@ fn main() -> std::process::ExitCode {
                     .await
             }
             Cmd::Status { opts, .. } => cli::status(&opts).await,
-            Cmd::Crd { calico } => cli::crd(calico),
+            Cmd::Crd { calico, group } => cli::crd(calico, group.as_deref()),
             Cmd::Show { what, opts } => cli::show(&opts, what).await,
             Cmd::Check {
                 config_dir,

@@ -323,6 +323,21 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
     let out = c.api.kubectl_ok(&["get", "bgpnodestatuses.kbgp.io"]);
     assert!(out.contains(CP) && out.contains(WORKER), "{out}");
 
+    // deploy/kubernetes applies as a user would apply it (the CRDs there are
+    // the ones applied above: unchanged).
+    let deploy = examples().join("../deploy/kubernetes");
+    let out = c.api.kubectl_ok(&["apply", "-f", deploy.to_str().unwrap()]);
+    for want in [
+        "daemonset.apps/kbgp created",
+        "clusterrole.rbac.authorization.k8s.io/kbgp created",
+        "serviceaccount/kbgp created",
+        "customresourcedefinition.apiextensions.k8s.io/bgpnodestatuses.kbgp.io unchanged",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let out = c.api.kubectl_ok(&["get", "bgpnodestatuses.kbgp.io"]);
+    assert!(out.contains(CP) && out.contains(WORKER), "{out}");
+
     // `kbgp status --datastore kubernetes --node X` reads another node's
     // sessions from the API: run it from the API server's namespace, where
     // no kbgp runs at all.

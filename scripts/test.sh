@@ -19,6 +19,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
+# The cluster-mode tests drive the fake API server with a real kubectl: the
+# one on the machine image if there is one, else Debian's kubernetes-client.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "== installing kubernetes-client (kubectl)"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
+fi
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 echo "== build (once)"

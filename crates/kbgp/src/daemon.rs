@@ -32,6 +32,9 @@ pub struct DaemonOpts {
     /// Cluster mode: kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 0.0.0.0:9179.
+    #[arg(long, env = "KBGP_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Cluster mode: kbgp's own namespace (BGPPeer password Secrets are read there).
     #[arg(long, env = "POD_NAMESPACE", default_value = "kbgp-system")]
     namespace: String,
@@ -327,6 +330,9 @@ pub async fn run(o: DaemonOpts) -> u8 {
             error!(socket = %sock.display(), "API server failed: {e}");
         }
     });
+    let metrics = o
+        .metrics_listen
+        .map(|addr| tokio::spawn(crate::metrics::serve(addr, speaker.clone())));
     let (mut hup, mut term, mut int) = match (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -421,6 +427,9 @@ pub async fn run(o: DaemonOpts) -> u8 {
         warn!("shutdown took too long");
     }
     api.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let _ = std::fs::remove_file(&o.api_socket);
     0
 }

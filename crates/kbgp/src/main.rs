@@ -6,6 +6,7 @@
 
 mod cli;
 mod daemon;
+mod metrics;
 mod sdnotify;
 
 use std::path::PathBuf;

@@ -117,7 +117,13 @@ fn pods_announce_a_vip_ecmp_upstream_hijacks_refused_pods_move_and_go() {
         "frr defaults traditional\nhostname router0\nrouter bgp 65000\n bgp router-id 10.0.2.1\n no bgp ebgp-requires-policy\n neighbor 10.0.2.2 remote-as 65012\n",
     );
     // examples/seed-001 as is, plus a second pod, another node and a service.
-    let kb = lab.kbgp_example("kbgp", &node, "worker2", "seed-001");
+    let kb = lab.kbgp_example_args(
+        "kbgp",
+        &node,
+        "worker2",
+        "seed-001",
+        &["--metrics-listen", "127.0.0.1:9179"],
+    );
     kb.write(
         "pod-loadbalancer-2.yaml",
         &pod_yaml("loadbalancer-2", "10.244.2.217"),
@@ -210,6 +216,16 @@ fn pods_announce_a_vip_ecmp_upstream_hijacks_refused_pods_move_and_go() {
         ),
     ] {
         assert!(reason(prefix).contains(why), "{prefix}: {rejected:?}");
+    }
+    // ... and counted in the metrics, by reason class.
+    let m = http_get(&node, "http://127.0.0.1:9179/metrics");
+    for want in [
+        r#"kbgp_bgp_rejected_routes{peer="10.244.2.216",reason="admin-deny"} 4"#,
+        r#"kbgp_bgp_rejected_routes{peer="10.244.2.216",reason="not-allowed"} 1"#,
+        r#"kbgp_bgp_session_up{peer="10.244.2.216",peer_type="pod"} 1"#,
+        r#"kbgp_info{node="worker2",asn="65012""#,
+    ] {
+        assert!(m.contains(want), "{want}: {m}");
     }
     let k = bgp_routes(&node);
     let upstream = up.vtysh("show bgp ipv4 unicast");

@@ -228,23 +228,33 @@ impl Lab {
     }
 
     pub fn kbgp_dir(&mut self, name: &str, ns: &str, node: &str, cfg: &Path) -> Kbgp {
+        self.kbgp_dir_args(name, ns, node, cfg, &[])
+    }
+
+    /// As `kbgp_dir`, with more daemon arguments.
+    pub fn kbgp_dir_args(
+        &mut self,
+        name: &str,
+        ns: &str,
+        node: &str,
+        cfg: &Path,
+        extra: &[&str],
+    ) -> Kbgp {
         let sock = self.path(&format!("{name}.sock"));
-        let idx = self.spawn(
-            name,
-            ns,
-            &[
-                KBGP,
-                "daemon",
-                "--config-dir",
-                cfg.to_str().unwrap(),
-                "--node",
-                node,
-                "--api-socket",
-                sock.to_str().unwrap(),
-                "--log-level",
-                "debug",
-            ],
-        );
+        let mut args = vec![
+            KBGP,
+            "daemon",
+            "--config-dir",
+            cfg.to_str().unwrap(),
+            "--node",
+            node,
+            "--api-socket",
+            sock.to_str().unwrap(),
+            "--log-level",
+            "debug",
+        ];
+        args.extend_from_slice(extra);
+        let idx = self.spawn(name, ns, &args);
         let k = Kbgp {
             sock,
             cfg: cfg.to_path_buf(),
@@ -667,13 +677,38 @@ impl Lab {
 
     /// Start kbgp on a copy of an examples/ directory.
     pub fn kbgp_example(&mut self, name: &str, ns: &str, node: &str, example: &str) -> Kbgp {
+        self.kbgp_example_args(name, ns, node, example, &[])
+    }
+
+    pub fn kbgp_example_args(
+        &mut self,
+        name: &str,
+        ns: &str,
+        node: &str,
+        example: &str,
+        extra: &[&str],
+    ) -> Kbgp {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../examples")
             .join(example);
         let cfg = self.path(&format!("{name}-cfg"));
         sh(&["cp", "-r", src.to_str().unwrap(), cfg.to_str().unwrap()]);
-        self.kbgp_dir(name, ns, node, &cfg)
+        self.kbgp_dir_args(name, ns, node, &cfg, extra)
     }
+}
+
+/// An HTTP GET from inside a namespace (Python's urllib: no curl needed).
+pub fn http_get(ns: &str, url: &str) -> String {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "python3",
+        "-c",
+        "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
+        url,
+    ])
 }
 
 /// `ip route show proto bgp` in a namespace: kbgp's routes (the output omits the `proto bgp` it filtered on).

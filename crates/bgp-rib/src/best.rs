@@ -219,13 +219,16 @@ pub fn multipath_equal(a: &Path, b: &Path) -> bool {
 /// Order `paths` best first and return the indices of the multipath set:
 /// the best path first, then equal paths with other next hops (empty when no
 /// path is eligible).
-pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Vec<usize> {
+/// Indices of the selected paths, best first (inline up to four: no allocation).
+pub type Selected = smallvec::SmallVec<[usize; 4]>;
+
+pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
     paths.sort_by(|a, b| compare(a, b, cfg).0);
     let Some(best) = paths.first() else {
-        return vec![];
+        return Selected::new();
     };
     if !best.eligible() {
-        return vec![];
+        return Selected::new();
     }
     let max = if best.is_ebgp() {
         cfg.max_paths_ebgp
@@ -233,8 +236,9 @@ pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Vec<usize> {
         cfg.max_paths_ibgp
     }
     .max(1);
-    let mut set = vec![0];
-    let mut hops = vec![best.next_hop.addr()];
+    let mut set: Selected = smallvec::smallvec![0];
+    let mut hops: smallvec::SmallVec<[std::net::IpAddr; 4]> =
+        smallvec::smallvec![best.next_hop.addr()];
     for (i, p) in paths.iter().enumerate().skip(1) {
         if set.len() >= max || !multipath_equal(best, p) {
             break;

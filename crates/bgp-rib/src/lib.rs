@@ -58,7 +58,8 @@ impl Interner {
 pub struct Route {
     pub attrs: Arc<PathAttrs>,
     pub next_hop: NextHop,
-    pub since: SystemTime,
+    /// Unix seconds (a u32 lasts until 2106; four bytes, not sixteen, per route).
+    pub since: u32,
 }
 
 /// Key of a route in an Adj-RIB: prefix and add-path identifier.
@@ -71,10 +72,11 @@ pub struct Applied {
     pub withdrawn: usize,
 }
 
-/// One peer's Adj-RIB-In.
+/// One peer's Adj-RIB-In. A hash map: every access is by exact key, and
+/// nothing needs it ordered (listings are sorted where they are shown).
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    routes: BTreeMap<RouteKey, Route>,
+    routes: hashbrown::HashMap<RouteKey, Route>,
 }
 
 impl AdjRibIn {
@@ -91,6 +93,10 @@ impl AdjRibIn {
                 out.withdrawn += 1;
             }
         }
+        let now = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
         let mut attrs: Option<Arc<PathAttrs>> = None;
         for (n, nh) in u.announcements() {
             let a = attrs
@@ -133,11 +139,15 @@ impl AdjRibIn {
         self.routes.iter()
     }
 
+    /// Every path of one prefix (a scan: for tests and diagnostics).
     pub fn get(&self, prefix: &IpNet) -> Vec<&Route> {
-        self.routes
-            .range((*prefix, 0)..=(*prefix, u32::MAX))
-            .map(|(_, r)| r)
-            .collect()
+        let mut v: Vec<(&RouteKey, &Route)> = self
+            .routes
+            .iter()
+            .filter(|((p, _), _)| p == prefix)
+            .collect();
+        v.sort_by_key(|(k, _)| **k);
+        v.into_iter().map(|(_, r)| r).collect()
     }
 }
 
@@ -164,22 +174,23 @@ impl OutDiff {
 /// Announcements share an UPDATE when attribute set (by identity), next hop and family match.
 type GroupKey = (*const PathAttrs, NextHop, Family);
 
-/// What we have announced to one peer.
+/// What we have announced to one peer (a hash map, as the Adj-RIB-In).
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    routes: BTreeMap<IpNet, OutRoute>,
+    routes: hashbrown::HashMap<IpNet, OutRoute>,
 }
 
 impl AdjRibOut {
     /// Move to `wanted`, returning what must be sent. With `full`, everything
     /// wanted is announced again (initial sync, route refresh).
     pub fn diff(&mut self, wanted: BTreeMap<IpNet, OutRoute>, full: bool) -> OutDiff {
-        let gone: Vec<(IpNet, Option<OutRoute>)> = self
+        let mut gone: Vec<(IpNet, Option<OutRoute>)> = self
             .routes
             .keys()
             .filter(|p| !wanted.contains_key(p))
             .map(|p| (*p, None))
             .collect();
+        gone.sort_by_key(|(p, _)| *p);
         self.changes(
             wanted.into_iter().map(|(p, r)| (p, Some(r))).chain(gone),
             full,

@@ -9,8 +9,9 @@ use crate::best::{select, BestCfg, Path};
 /// All paths to one prefix; `paths[selected[0]]` is the best path.
 #[derive(Debug, Clone, Default)]
 pub struct Dest {
-    pub paths: Vec<Path>,
-    pub selected: Vec<usize>,
+    /// Inline when there is one path (almost every prefix): no allocation.
+    pub paths: smallvec::SmallVec<[Path; 1]>,
+    pub selected: crate::best::Selected,
 }
 
 impl Dest {

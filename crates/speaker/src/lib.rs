@@ -23,7 +23,6 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::time::SystemTime;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -194,6 +193,11 @@ pub fn start_with(kernel: Option<KernelChoice>) -> SpeakerHandle {
     SpeakerHandle { tx }
 }
 
+/// Most UPDATEs imported before their changes are exported: large enough to
+/// make few big UPDATEs out of many small ones, small enough that the main
+/// loop still answers commands promptly under a full-table load.
+const UPDATE_BATCH: usize = 2048;
+
 async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<KernelChoice>) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
@@ -233,7 +237,25 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
                 Some(Command::Rib(q, done)) => { let _ = done.send(m.rib(&q)); }
                 Some(Command::Global(done)) => { let _ = done.send(m.global.clone()); }
             },
-            Some(ev) = events.recv() => m.event(ev).await,
+            Some(ev) = events.recv() => match ev {
+                // Take every UPDATE already queued (up to a bound) in one turn.
+                PeerEvent::Update { key, gen, update } => {
+                    let mut batch = vec![(key, gen, update)];
+                    let mut other = None;
+                    while batch.len() < UPDATE_BATCH {
+                        match events.try_recv() {
+                            Ok(PeerEvent::Update { key, gen, update }) => batch.push((key, gen, update)),
+                            Ok(ev) => { other = Some(ev); break; }
+                            Err(_) => break,
+                        }
+                    }
+                    m.updates(batch).await;
+                    if let Some(ev) = other {
+                        m.event(ev).await;
+                    }
+                }
+                ev => m.event(ev).await,
+            },
             Some((stream, remote)) = incoming.recv() => m.incoming(stream, remote).await,
             Some(ev) = kernel_events.recv() => m.kernel_event(ev).await,
             _ = tick.tick() => m.maybe_sweep(),
@@ -538,11 +560,6 @@ impl Main {
 
     fn rib(&self, q: &RibQuery) -> Vec<RibEntry> {
         let mut out = Vec::new();
-        let to_unix = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        };
         let want = |prefix: &IpNet| {
             q.family.is_none_or(|f| Nlri::new(*prefix).family() == f)
                 && q.prefix.is_none_or(|p| p == *prefix || p.contains(prefix))
@@ -567,7 +584,7 @@ impl Main {
                         peer: key.clone(),
                         next_hop: r.next_hop.to_string(),
                         attrs: (*r.attrs).clone(),
-                        since: to_unix(r.since),
+                        since: u64::from(r.since),
                         best: false,
                         multipath: false,
                         reason: reason.clone(),
@@ -602,7 +619,7 @@ impl Main {
                     peer: key.clone(),
                     next_hop: r.next_hop.to_string(),
                     attrs: (*r.attrs).clone(),
-                    since: to_unix(r.since),
+                    since: u64::from(r.since),
                     best: is(0),
                     multipath,
                     reason: self

@@ -35,7 +35,7 @@ impl Main {
     }
 
     /// Why a route from `info` must not enter the Loc-RIB (RFC 4271 §9.1.2, RFC 4456 §8).
-    fn import_check(&self, g: &GlobalCfg, attrs: &PathAttrs) -> Option<&'static str> {
+    fn import_check(g: &GlobalCfg, attrs: &PathAttrs) -> Option<&'static str> {
         if attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)) {
             return Some("AS path contains our AS");
         }
@@ -84,47 +84,58 @@ impl Main {
         attrs: &Arc<PathAttrs>,
         nh: NextHop,
     ) -> Changed {
-        let Some(g) = self.global.clone() else {
+        // Per prefix: no clone of the configuration, no allocation unless rejected.
+        let igp_cost = self.igp_cost(&nh);
+        let Main {
+            global,
+            peers,
+            rejected,
+            interner,
+            loc,
+            ..
+        } = self;
+        let Some(g) = global.as_ref() else {
             return Changed::No;
         };
-        let Some(p) = self.peers.get(key) else {
+        let Some(p) = peers.get(key) else {
             return Changed::No;
         };
         let Some(info) = p.session.as_ref().map(|s| s.info.clone()) else {
             return Changed::No;
         };
-        let pod = p.cfg.pod.clone();
-        let filters = p.cfg.filters.clone();
-        let verdict = if let Some(why) = self.import_check(&g, attrs) {
+        let verdict = if let Some(why) = Self::import_check(g, attrs) {
             bgp_policy::Verdict::Reject(why.to_string())
-        } else if let Some(Err(why)) = pod.as_ref().map(|pod| pod.check(&prefix)) {
+        } else if let Some(Err(why)) = p.cfg.pod.as_ref().map(|pod| pod.check(&prefix)) {
             bgp_policy::Verdict::Reject(why)
         } else {
             bgp_policy::evaluate(
-                &filters,
+                &p.cfg.filters,
                 bgp_policy::Direction::Import,
                 &prefix,
                 attrs,
                 g.asn,
             )
         };
-        let rejected = self.rejected.entry(key.to_string()).or_default();
         let path_attrs = match verdict {
             bgp_policy::Verdict::Reject(why) => {
-                rejected.insert(prefix, why);
+                rejected
+                    .entry(key.to_string())
+                    .or_default()
+                    .insert(prefix, why);
                 None
             }
-            bgp_policy::Verdict::Accept(None) => {
-                rejected.remove(&prefix);
-                Some(attrs.clone())
-            }
-            bgp_policy::Verdict::Accept(Some(changed)) => {
-                rejected.remove(&prefix);
-                Some(self.interner.intern(changed))
+            bgp_policy::Verdict::Accept(changed) => {
+                if let Some(r) = rejected.get_mut(key) {
+                    r.remove(&prefix);
+                }
+                Some(match changed {
+                    None => attrs.clone(),
+                    Some(changed) => interner.intern(changed),
+                })
             }
         };
         match path_attrs {
-            None => self.loc.remove(&prefix, key, path_id),
+            None => loc.remove(&prefix, key, path_id),
             Some(path_attrs) => {
                 let path = Path {
                     source: Source::Peer(info),
@@ -132,14 +143,13 @@ impl Main {
                     attrs: path_attrs,
                     next_hop: nh,
                     weight: 0,
-                    igp_cost: self.igp_cost(&nh),
+                    igp_cost,
                     seq: 0,
                 };
-                self.loc.upsert(prefix, path)
+                loc.upsert(prefix, path)
             }
         }
     }
-
     /// Policy changed for a peer: run what it sent through the new policy
     /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
     pub(crate) async fn reimport(&mut self, key: &str) {
@@ -394,6 +404,50 @@ impl Main {
 
     // ---------------------------------------------------------------- peer events
 
+    /// UPDATEs received, in arrival order: each goes into its peer's
+    /// Adj-RIB-In and the Loc-RIB at once; what changed is exported once for
+    /// the whole batch (a burst of small UPDATEs becomes a few large ones, and
+    /// a prefix that changed twice is sent once, in its final state).
+    pub(crate) async fn updates(&mut self, batch: Vec<(String, u64, Box<Update>)>) {
+        let mut changed = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
+        for (key, gen, update) in batch {
+            let Some(p) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let Some(s) = p.session.as_mut() else {
+                continue;
+            };
+            if s.gen != gen {
+                continue;
+            }
+            if let Some(f) = update.is_end_of_rib() {
+                s.eor.insert(f);
+                continue;
+            }
+            match &update.repair {
+                Repair::None => {}
+                Repair::AttributeDiscard(codes) => {
+                    warn!(peer = %key, ?codes, "RFC 7606: malformed attributes discarded")
+                }
+                Repair::TreatAsWithdraw(why) => {
+                    warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
+                }
+            }
+            p.rib_in
+                .apply(&update, &mut self.interner, SystemTime::now());
+            status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
+            changed.extend(self.import(&key, &update));
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+        self.propagate(changed).await;
+        for key in touched {
+            self.check_max_prefix(&key).await;
+        }
+    }
+
     pub(crate) async fn event(&mut self, ev: PeerEvent) {
         match ev {
             PeerEvent::Up {
@@ -455,32 +509,7 @@ impl Main {
                 self.interner.collect();
             }
             PeerEvent::Update { key, gen, update } => {
-                let Some(p) = self.peers.get_mut(&key) else {
-                    return;
-                };
-                let Some(s) = p.session.as_mut() else { return };
-                if s.gen != gen {
-                    return;
-                }
-                if let Some(f) = update.is_end_of_rib() {
-                    s.eor.insert(f);
-                    return;
-                }
-                match &update.repair {
-                    Repair::None => {}
-                    Repair::AttributeDiscard(codes) => {
-                        warn!(peer = %key, ?codes, "RFC 7606: malformed attributes discarded")
-                    }
-                    Repair::TreatAsWithdraw(why) => {
-                        warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
-                    }
-                }
-                p.rib_in
-                    .apply(&update, &mut self.interner, SystemTime::now());
-                status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
-                let changed = self.import(&key, &update);
-                self.propagate(changed).await;
-                self.check_max_prefix(&key).await;
+                self.updates(vec![(key, gen, update)]).await;
             }
             PeerEvent::Refresh { key, gen, rr } => {
                 let ok = self

@@ -66,10 +66,12 @@ pub struct Route {
 pub type RouteKey = (IpNet, u32);
 
 /// Counts of what one UPDATE changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub announced: usize,
     pub withdrawn: usize,
+    /// The announcements' attribute set, interned (no next hop: that is per route).
+    pub attrs: Option<Arc<PathAttrs>>,
 }
 
 /// One peer's Adj-RIB-In. A hash map: every access is by exact key, and
@@ -117,6 +119,7 @@ impl AdjRibIn {
             );
             out.announced += 1;
         }
+        out.attrs = attrs;
         out
     }
 
@@ -307,9 +310,11 @@ mod tests {
             a,
             Applied {
                 announced: 2,
-                withdrawn: 0
+                withdrawn: 0,
+                attrs: a.attrs.clone(),
             }
         );
+        assert!(a.attrs.is_some());
         rib.apply(&upd(65001, &["10.0.2.0/24"], &[]), &mut i, now);
         assert_eq!(i.len(), 1, "one attribute set for three routes");
         // Implicit withdraw: same prefix, new attributes.
@@ -324,6 +329,7 @@ mod tests {
                 .first(),
             Some(65002)
         );
+        drop(a); // it holds the attribute set it interned
         let a = rib.apply(
             &upd(65001, &[], &["10.0.1.0/24", "10.9.9.0/24"]),
             &mut i,

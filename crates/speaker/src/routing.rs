@@ -50,7 +50,8 @@ impl Main {
         None
     }
 
-    fn import(&mut self, key: &str, update: &Update) -> Vec<IpNet> {
+    /// `attrs`: the announcements' attribute set as the Adj-RIB-In interned it.
+    fn import(&mut self, key: &str, update: &Update, attrs: Option<Arc<PathAttrs>>) -> Vec<IpNet> {
         let mut changed = Vec::new();
         if let Some(rejected) = self.rejected.get_mut(key) {
             for n in update.withdrawals() {
@@ -62,9 +63,9 @@ impl Main {
                 changed.push(n.prefix);
             }
         }
-        let mut base = update.attrs.clone();
-        base.next_hop = None;
-        let attrs = self.interner.intern(base);
+        let Some(attrs) = attrs else {
+            return changed;
+        };
         let ann: Vec<_> = update.announcements().map(|(n, nh)| (*n, nh)).collect();
         for (n, nh) in ann {
             if self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &attrs, nh) == Changed::Yes
@@ -434,10 +435,11 @@ impl Main {
                     warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
                 }
             }
-            p.rib_in
+            let applied = p
+                .rib_in
                 .apply(&update, &mut self.interner, SystemTime::now());
             status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
-            changed.extend(self.import(&key, &update));
+            changed.extend(self.import(&key, &update, applied.attrs));
             if !touched.contains(&key) {
                 touched.push(key);
             }

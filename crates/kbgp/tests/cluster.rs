@@ -196,43 +196,19 @@ fn seed_002_cluster(test: &str) -> Cluster {
 }
 
 fn start_kbgp(lab: &mut Lab, api: &ApiServer, name: &str, ns: &str, node: &str) -> Kbgp {
-    let sock = lab.path(&format!("{name}.sock"));
-    let idx = lab.spawn(
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
+    lab.kbgp_daemon(
         name,
         ns,
         &[
-            KBGP,
-            "daemon",
             "--datastore",
             "kubernetes",
             "--kubeconfig",
-            api.kubeconfig.to_str().unwrap(),
+            &kubeconfig,
             "--node",
             node,
-            "--api-socket",
-            sock.to_str().unwrap(),
-            "--log-level",
-            "debug",
         ],
-    );
-    let k = Kbgp {
-        sock: sock.clone(),
-        cfg: PathBuf::new(),
-        idx,
-        name: name.to_string(),
-    };
-    wait_for(
-        &format!("{name}: API socket (configuration read from the API)"),
-        Duration::from_secs(30),
-        || {
-            if sock.exists() {
-                Ok(())
-            } else {
-                Err(lab.log(name))
-            }
-        },
-    );
-    k
+    )
 }
 
 /// BIRD's routes for a prefix: one line per path, with the peer and gateway.
@@ -259,6 +235,25 @@ fn wait_bird_for(
             Err(out)
         }
     })
+}
+
+/// `kbgp status --datastore kubernetes --node NODE`, run in the API server's
+/// namespace, where no kbgp runs at all.
+fn cluster_status(api: &ApiServer, node: &str) -> (bool, String) {
+    sh_ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &api.ns,
+        KBGP,
+        "status",
+        "--datastore",
+        "kubernetes",
+        "--node",
+        node,
+        "--kubeconfig",
+        api.kubeconfig.to_str().unwrap(),
+    ])
 }
 
 fn updates_sent(k: &Kbgp, peer: &str) -> u64 {
@@ -339,22 +334,8 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
     assert!(out.contains(CP) && out.contains(WORKER), "{out}");
 
     // `kbgp status --datastore kubernetes --node X` reads another node's
-    // sessions from the API: run it from the API server's namespace, where
-    // no kbgp runs at all.
-    let (ok, out) = sh_ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &c.api.ns,
-        KBGP,
-        "status",
-        "--datastore",
-        "kubernetes",
-        "--node",
-        WORKER,
-        "--kubeconfig",
-        c.api.kubeconfig.to_str().unwrap(),
-    ]);
+    // sessions from the API.
+    let (ok, out) = cluster_status(&c.api, WORKER);
     assert!(ok, "{out}");
     assert!(
         out.contains("Node kube-worker-001, AS 65535, router id 172.21.1.18"),
@@ -365,20 +346,7 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
         "{out}"
     );
     // A node with no status object: a clear error, non-zero.
-    let (ok, out) = sh_ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &c.api.ns,
-        KBGP,
-        "status",
-        "--datastore",
-        "kubernetes",
-        "--node",
-        "nope",
-        "--kubeconfig",
-        c.api.kubeconfig.to_str().unwrap(),
-    ]);
+    let (ok, out) = cluster_status(&c.api, "nope");
     assert!(!ok && out.contains("no BGPNodeStatus \"nope\""), "{out}");
 
     // Events on the Node for sessions that came up.

@@ -240,35 +240,43 @@ impl Lab {
         cfg: &Path,
         extra: &[&str],
     ) -> Kbgp {
+        let mut args = vec!["--config-dir", cfg.to_str().unwrap(), "--node", node];
+        args.extend_from_slice(extra);
+        let mut k = self.kbgp_daemon(name, ns, &args);
+        k.cfg = cfg.to_path_buf();
+        k
+    }
+
+    /// `kbgp daemon ARGS --api-socket ... --log-level debug` in `ns`, once its
+    /// API socket is there (the configuration was read and applied).
+    pub fn kbgp_daemon(&mut self, name: &str, ns: &str, args: &[&str]) -> Kbgp {
         let sock = self.path(&format!("{name}.sock"));
-        let mut args = vec![
-            KBGP,
-            "daemon",
-            "--config-dir",
-            cfg.to_str().unwrap(),
-            "--node",
-            node,
+        let mut all = vec![KBGP, "daemon"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[
             "--api-socket",
             sock.to_str().unwrap(),
             "--log-level",
             "debug",
-        ];
-        args.extend_from_slice(extra);
-        let idx = self.spawn(name, ns, &args);
+        ]);
+        let idx = self.spawn(name, ns, &all);
         let k = Kbgp {
             sock,
-            cfg: cfg.to_path_buf(),
+            cfg: PathBuf::new(),
             idx,
             name: name.to_string(),
         };
-        let s = k.sock.clone();
-        wait_for("kbgp API socket", Duration::from_secs(10), || {
-            if s.exists() {
-                Ok(())
-            } else {
-                Err("no socket".into())
-            }
-        });
+        wait_for(
+            &format!("{name}: API socket (configuration read and applied)"),
+            Duration::from_secs(30),
+            || {
+                if k.sock.exists() {
+                    Ok(())
+                } else {
+                    Err(self.log(name))
+                }
+            },
+        );
         k
     }
 

@@ -5,36 +5,54 @@
 #   sudo bench/run.sh                 sizes 10000 100000 1000000
 #   sudo bench/run.sh --quick         10000 only: checks the harness works (CI)
 #   sudo bench/run.sh --sizes "N ..." --daemons "kbgp bird ..."
+#   sudo bench/run.sh --kernel-sizes "N ..."   scenario (d) sizes (default: as --sizes)
 #
-# Everything runs in one network namespace made for the run, on addresses of
-# 198.18.0.0/15 on an interface in it; removed at the end.
+# Scenarios (a) and (e), one peer announcing then withdrawing N prefixes, run
+# in one network namespace made for the run, on addresses of 198.18.0.0/15 on
+# an interface in it. Scenario (d), kernel install of N routes by kbgp against
+# `ip -batch` of the same routes, runs each measurement in a fresh namespace.
+# Everything is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES="10000 100000 1000000"
 DAEMONS="kbgp bird frr gobgp"
+KSIZES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) SIZES="10000"; shift ;;
     --sizes) SIZES="$2"; shift 2 ;;
     --daemons) DAEMONS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"]" >&2; exit 2 ;;
+    --kernel-sizes) KSIZES="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"]" >&2; exit 2 ;;
   esac
 done
+KSIZES=${KSIZES:-$SIZES}
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (network namespace)" >&2; exit 2; }
 cargo build --release --locked -p kbgp -p bench >&2
 NS=kbbench$$
 W=$(mktemp -d /tmp/kbgp-bench.XXXXXX)
 chmod 755 "$W"
-cleanup() { ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; ip netns del "$NS" 2>/dev/null || true; rm -rf "$W"; }
+KNS=kbbenchk$$
+cleanup() {
+  for n in "$NS" "$KNS"; do
+    ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$n" 2>/dev/null || true
+  done
+  rm -rf "$W"
+}
 trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-# A veth pair kept inside the namespace: 198.18.0.0/15 is then a connected
-# subnet whose other addresses (the injected next hop 198.18.0.100) are not local.
-ip -n "$NS" link add bench0 type veth peer name bench1
-ip -n "$NS" link set bench0 up
-ip -n "$NS" link set bench1 up
-for a in 1 2 3; do ip -n "$NS" addr add "198.18.0.$a/15" dev bench0; done
+# A namespace with a veth pair kept inside it: 198.18.0.0/15 is then a
+# connected subnet whose other addresses (the injected next hop 198.18.0.100)
+# are not local.
+bench_ns() {
+  ip netns add "$1"
+  ip -n "$1" link set lo up
+  ip -n "$1" link add bench0 type veth peer name bench1
+  ip -n "$1" link set bench0 up
+  ip -n "$1" link set bench1 up
+  for a in 1 2 3; do ip -n "$1" addr add "198.18.0.$a/15" dev bench0; done
+}
+bench_ns "$NS"
 RESULTS="$W/results.jsonl"
 for n in $SIZES; do
   for d in $DAEMONS; do
@@ -48,7 +66,21 @@ for n in $SIZES; do
     sleep 1
   done
 done
-python3 - "$RESULTS" <<'PY'
+KRESULTS="$W/kernel.jsonl"
+for n in $KSIZES; do
+  for d in ip kbgp; do
+    echo "== kernel install (d): $d, $n routes" >&2
+    bench_ns "$KNS"
+    if ! ip netns exec "$KNS" timeout 900 target/release/kbgp-bench --kernel --daemon "$d" --prefixes "$n" \
+        --workdir "$W/kernel-$d-$n" --kbgp target/release/kbgp >> "$KRESULTS"; then
+      echo "{\"scenario\":\"kernel\",\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$KRESULTS"
+      tail -5 "$W/kernel-$d-$n/$d.log" >&2 || true
+    fi
+    ip netns pids "$KNS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$KNS"
+  done
+done
+python3 - "$RESULTS" "$KRESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"| prefixes | daemon | converge s | withdraw s | peak RSS MiB | CPU s | time vs BIRD | RSS vs BIRD |")
@@ -67,6 +99,20 @@ if inj:
     print(f"\nInjector: {r['prefixes']} prefixes in {r['updates']} UPDATEs ({r['table_bytes']/1e6:.1f} MB, "
           f"{r['attribute_sets']} attribute sets) written in {r['inject_write_ms']} ms "
           f"(the socket write returns once the daemon has read it; the daemon is the bottleneck).")
-failed = [r for r in rows if r.get('failed')]
+krows = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+if krows:
+    print(f"\nScenario (d), kernel install into a fresh namespace (protocol 186, main table):\n")
+    print(f"| routes | installer | install s | routes/s | rate vs ip -batch |")
+    print(f"|---:|---|---:|---:|---:|")
+    for n in sorted({r['prefixes'] for r in krows}):
+        base = next((r for r in krows if r['prefixes'] == n and r['daemon'] == 'ip' and not r.get('failed')), None)
+        for r in [r for r in krows if r['prefixes'] == n]:
+            if r.get('failed'):
+                print(f"| {n} | {r['daemon']} | failed | | |"); continue
+            rate = n / max(r['install_ms'], 1) * 1000
+            rel = f"{base['install_ms']/max(r['install_ms'],1):.2f}x" if base else "-"
+            name = "ip -batch" if r['daemon'] == 'ip' else "kbgp (from first UPDATE)"
+            print(f"| {n} | {name} | {r['install_ms']/1000:.2f} | {rate:,.0f} | {rel} |")
+failed = [r for r in rows + krows if r.get('failed')]
 sys.exit(1 if failed else 0)
 PY

@@ -17,7 +17,8 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
         .spawn()?)
 }
 
-pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
+/// `kernel`: kbgp programs the kernel (scenario d); the others never do.
+pub fn start(daemon: &str, dir: &Path, kbgp: &Path, kernel: bool) -> Result<Child> {
     let log = dir.join(format!("{daemon}.log"));
     match daemon {
         "kbgp" => {
@@ -25,11 +26,11 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path) -> Result<Child> {
             std::fs::create_dir_all(&cfg)?;
             std::fs::write(
                 cfg.join("bench.yaml"),
-                "apiVersion: v1\nkind: Node\nmetadata: {name: bench}\nstatus: {addresses: [{type: InternalIP, address: 198.18.0.2}]}\n---\n\
-                 apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
-                 spec: {asNumber: 65000, nodeToNodeMeshEnabled: false, programKernelRoutes: false}\n---\n\
-                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: injector}\nspec: {peerIP: 198.18.0.1, asNumber: 65001, transit: true, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n---\n\
-                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: monitor}\nspec: {peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}\n",
+                format!("apiVersion: v1\nkind: Node\nmetadata: {{name: bench}}\nstatus: {{addresses: [{{type: InternalIP, address: 198.18.0.2}}]}}\n---\n\
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
+                 spec: {{asNumber: 65000, nodeToNodeMeshEnabled: false, programKernelRoutes: {kernel}}}\n---\n\
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: injector}}\nspec: {{peerIP: 198.18.0.1, asNumber: 65001, transit: true, ebgpMultihop: 2, sourceAddress: 198.18.0.2}}\n---\n\
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: monitor}}\nspec: {{peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}}\n"),
             )?;
             // KBGP_BENCH_WRAP="valgrind --tool=callgrind" runs kbgp under a profiler.
             let wrap: Vec<String> = std::env::var("KBGP_BENCH_WRAP")

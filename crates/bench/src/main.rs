@@ -49,6 +49,63 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Scenario (d), kernel install: with `--daemon ip`, time `ip -batch`
+    /// adding the table's routes; with `--daemon kbgp`, run kbgp with kernel
+    /// programming on and time until the kernel holds every route.
+    #[arg(long)]
+    kernel: bool,
+}
+
+/// Routes of protocol 186 (bgp) in the main table: counted once, untimed.
+fn kernel_count() -> Result<usize> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "route", "show", "proto", "186"])
+        .output()?;
+    Ok(out.stdout.iter().filter(|b| **b == b'\n').count())
+}
+
+/// Is exactly `p` in the kernel's table (not a covering route)?
+fn kernel_has(p: &IpNet) -> bool {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-4", "route", "get", &p.addr().to_string(), "fibmatch"])
+        .output()
+    else {
+        return false;
+    };
+    let s = String::from_utf8_lossy(&out.stdout);
+    out.status.success() && s.split_whitespace().next() == Some(&p.to_string())
+}
+
+/// Scenario (d) baseline: `ip -batch` of the same routes, as one command.
+fn ip_batch(a: &Args, all: &[Nlri]) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut batch = String::with_capacity(all.len() * 48);
+    for n in all {
+        let _ = writeln!(batch, "route replace {} via {NEXT_HOP} proto 186", n.prefix);
+    }
+    let f = a.workdir.join("routes.batch");
+    std::fs::write(&f, batch)?;
+    let t0 = Instant::now();
+    let st = std::process::Command::new("ip")
+        .arg("-batch")
+        .arg(&f)
+        .status()?;
+    let install = t0.elapsed();
+    if !st.success() {
+        bail!("ip -batch failed");
+    }
+    let count = kernel_count()?;
+    if count != all.len() {
+        bail!("ip -batch installed {count} routes, not {}", all.len());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": "kernel", "daemon": "ip", "prefixes": all.len(),
+            "install_ms": install.as_millis(),
+        })
+    );
+    Ok(())
 }
 
 /// Accept the daemon's connection and bring the session up.
@@ -162,12 +219,18 @@ async fn main() -> Result<()> {
     let mut withdraw = BytesMut::new();
     pack_withdraw(&ctx, Family::IPV4_UNICAST, &all, &mut withdraw);
     let gen_ms = t_gen.elapsed().as_millis();
+    if a.kernel && a.daemon == "ip" {
+        return ip_batch(&a, &all);
+    }
+    if a.kernel && a.daemon != "kbgp" {
+        bail!("--kernel measures kbgp or ip");
+    }
 
     // Both tools listen before the daemon starts.
     let inj = tokio::spawn(session(INJECTOR, 65001));
     let mon = tokio::spawn(session(MONITOR, 65002));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut child = daemons::start(&a.daemon, &a.workdir, &a.kbgp)?;
+    let mut child = daemons::start(&a.daemon, &a.workdir, &a.kbgp, a.kernel)?;
     let pid = child.id().context("daemon pid")?;
     let deadline = Duration::from_secs(a.timeout);
     let (inj_s, _) = tokio::time::timeout(deadline, inj)
@@ -229,6 +292,38 @@ async fn main() -> Result<()> {
     let t0 = Instant::now();
     write_chunks(&inj_w, &bytes).await?;
     let inject_ms = t0.elapsed().as_millis();
+    if a.kernel {
+        // The last prefix injected is the last one the daemon installs.
+        let last = all.last().context("empty table")?.prefix;
+        let t_kernel = tokio::time::timeout(deadline, async {
+            while !kernel_has(&last) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            t0.elapsed()
+        })
+        .await
+        .context("kernel install timeout")?;
+        let mut count = kernel_count()?;
+        let t_wait = Instant::now();
+        while count < target && t_wait.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            count = kernel_count()?;
+        }
+        let loaded = proc_stats(pid);
+        let _ = child.kill().await;
+        if count < target {
+            bail!("kbgp installed {count} routes, not {target}");
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "scenario": "kernel", "daemon": "kbgp", "prefixes": target,
+                "install_ms": t_kernel.as_millis(), "complete": count >= target,
+                "rss_peak_kb": loaded.0, "cpu_total_ms": loaded.1,
+            })
+        );
+        return Ok(());
+    }
     tokio::time::timeout(deadline, count_rx.wait_for(|c| *c >= target))
         .await
         .context("convergence timeout")??;

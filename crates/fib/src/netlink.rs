@@ -188,33 +188,68 @@ fn gateways(m: &RouteMessage) -> Vec<Gateway> {
     v
 }
 
+/// For each op, the op whose request is sent for its prefix: the batch's last
+/// op on that prefix. Requests are pipelined, so two ops on one prefix could
+/// reach the kernel in either order; only the last is sent, and the earlier
+/// ones report its result.
+pub(crate) fn winners(ops: &[Op]) -> Vec<usize> {
+    let prefix = |op: &Op| match op {
+        Op::Replace(r) => r.prefix,
+        Op::Delete(p) => *p,
+    };
+    let mut last: std::collections::HashMap<IpNet, usize> = std::collections::HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        last.insert(prefix(op), i);
+    }
+    ops.iter().map(|op| last[&prefix(op)]).collect()
+}
+
+/// Route requests in flight at once: the kernel acks each one, and waiting
+/// for every ack before sending the next would cost a full table a million
+/// round trips.
+const IN_FLIGHT: usize = 256;
+
 impl Backend for Netlink {
     async fn apply(&mut self, ops: Vec<Op>) -> Vec<Result<(), String>> {
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            let r = match op {
-                Op::Replace(r) => match self.message(&r) {
-                    Ok(m) => self
-                        .handle
-                        .route()
-                        .add(m)
-                        .replace()
-                        .execute()
-                        .await
-                        .map_err(|e| format!("{}: {e}", r.prefix)),
-                    Err(e) => Err(e),
-                },
-                Op::Delete(p) => self
-                    .handle
-                    .route()
-                    .del(self.delete_message(p))
-                    .execute()
-                    .await
-                    .map_err(|e| format!("{p}: {e}")),
-            };
-            out.push(r);
-        }
-        out
+        use futures_util::stream::{self, StreamExt};
+        let winner = winners(&ops);
+        let this = &*self;
+        let sent: Vec<Option<Result<(), String>>> = stream::iter(ops.into_iter().enumerate())
+            .map(|(i, op)| {
+                let send = winner[i] == i;
+                async move {
+                    if !send {
+                        return None;
+                    }
+                    Some(match op {
+                        Op::Replace(r) => match this.message(&r) {
+                            Ok(m) => this
+                                .handle
+                                .route()
+                                .add(m)
+                                .replace()
+                                .execute()
+                                .await
+                                .map_err(|e| format!("{}: {e}", r.prefix)),
+                            Err(e) => Err(e),
+                        },
+                        Op::Delete(p) => this
+                            .handle
+                            .route()
+                            .del(this.delete_message(p))
+                            .execute()
+                            .await
+                            .map_err(|e| format!("{p}: {e}")),
+                    })
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        winner
+            .iter()
+            .map(|w| sent[*w].clone().unwrap_or(Ok(())))
+            .collect()
     }
 
     async fn ours(&mut self) -> Result<Vec<Route>, String> {
@@ -293,5 +328,30 @@ impl Backend for Netlink {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_op_on_a_prefix_wins() {
+        let p = |s: &str| s.parse::<IpNet>().unwrap();
+        let add = |s: &str| {
+            Op::Replace(Route {
+                prefix: p(s),
+                action: Action::Blackhole,
+            })
+        };
+        let ops = vec![
+            add("10.0.0.0/24"),
+            add("10.0.1.0/24"),
+            Op::Delete(p("10.0.0.0/24")),
+            add("10.0.2.0/24"),
+            add("10.0.0.0/24"),
+        ];
+        assert_eq!(winners(&ops), vec![4, 1, 4, 3, 4]);
+        assert!(winners(&[]).is_empty());
     }
 }

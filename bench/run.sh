@@ -54,6 +54,9 @@ bench_ns() {
 }
 bench_ns "$NS"
 RESULTS="$W/results.jsonl"
+KRESULTS="$W/kernel.jsonl"
+: > "$RESULTS"
+: > "$KRESULTS"
 for n in $SIZES; do
   for d in $DAEMONS; do
     echo "== $d, $n prefixes" >&2
@@ -66,7 +69,6 @@ for n in $SIZES; do
     sleep 1
   done
 done
-KRESULTS="$W/kernel.jsonl"
 for n in $KSIZES; do
   for d in ip kbgp; do
     echo "== kernel install (d): $d, $n routes" >&2

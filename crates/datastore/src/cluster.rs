@@ -527,6 +527,95 @@ fn same_content(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 }
 
 // ---------------------------------------------------------------------------
+// One bad object does not hold up the rest.
+
+/// The user-editable objects (BGPPeer, BGPFilter, BGPAllowList) of the last
+/// configuration that was accepted.
+#[derive(Debug, Default, Clone)]
+pub struct Accepted {
+    peers: BTreeMap<String, crate::resources::BgpPeer>,
+    filters: BTreeMap<String, crate::resources::BgpFilter>,
+    allow_lists: BTreeMap<String, crate::resources::BgpAllowList>,
+}
+
+/// Put the accepted version of `key` back in place of the current one, or
+/// leave the object out when there is none (or it is the one refused now).
+fn fall_back<T: Clone + PartialEq>(
+    now: &mut BTreeMap<String, T>,
+    before: &BTreeMap<String, T>,
+    key: &str,
+) -> bool {
+    let Some(cur) = now.get(key) else {
+        return false;
+    };
+    match before.get(key) {
+        Some(old) if old != cur => {
+            now.insert(key.to_string(), old.clone());
+        }
+        _ => {
+            now.remove(key);
+        }
+    }
+    true
+}
+
+/// This node's desired state, as [`crate::desired`], except that a
+/// BGPPeer, BGPFilter or BGPAllowList the model refuses (a peerIP that is no
+/// address, a bad CIDR) does not refuse the whole configuration: its last
+/// accepted version stays in force, or it is left out if it never had one.
+/// With many owners of objects in a cluster, one user's typo must not freeze
+/// every node's routing. Returns the result and the objects so refused.
+pub fn desired_isolating(
+    mut state: crate::ClusterState,
+    node: &str,
+    accepted: &mut Accepted,
+) -> (
+    Result<crate::Desired, crate::ConfigError>,
+    Vec<crate::ConfigError>,
+) {
+    let mut refused = Vec::new();
+    // Each round puts back or leaves out one object: bounded.
+    for _ in 0..64 {
+        match crate::desired(&state, node) {
+            Ok(d) => {
+                *accepted = Accepted {
+                    peers: state.bgp_peers.clone(),
+                    filters: state.bgp_filters.clone(),
+                    allow_lists: state.allow_lists.clone(),
+                };
+                return (Ok(d), refused);
+            }
+            Err(crate::ConfigError::Invalid { kind, name, msg }) => {
+                // BGPAllowList errors name `ns/name prefixes[i]`.
+                let key = name.split(' ').next().unwrap_or("").to_string();
+                let handled = match kind.as_str() {
+                    "BGPPeer" => fall_back(&mut state.bgp_peers, &accepted.peers, &key),
+                    "BGPFilter" => fall_back(&mut state.bgp_filters, &accepted.filters, &key),
+                    "BGPAllowList" => {
+                        fall_back(&mut state.allow_lists, &accepted.allow_lists, &key)
+                    }
+                    _ => false,
+                };
+                let e = crate::ConfigError::Invalid { kind, name, msg };
+                if !handled {
+                    return (Err(e), refused);
+                }
+                refused.push(e);
+            }
+            Err(e) => return (Err(e), refused),
+        }
+    }
+    (
+        Err(crate::ConfigError::Invalid {
+            kind: "configuration".into(),
+            name: node.into(),
+            msg: "too many refused objects".into(),
+        }),
+        refused,
+    )
+}
+
+// ---------------------------------------------------------------------------
 // Status back to the cluster.
 
 /// One peer in a [`BgpNodeStatus`], as `kbgp status` shows it.
@@ -751,6 +840,46 @@ mod tests {
         }
         b.reset();
         assert!(b.next().unwrap() <= BACKOFF_MIN.mul_f64(1.25));
+    }
+
+    #[test]
+    fn a_refused_peer_falls_back_or_is_left_out_and_the_rest_applies() {
+        let doc = |peer_b_ip: &str, peer_a_ip: &str| {
+            format!(
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\nstatus: {{addresses: [{{type: InternalIP, address: 192.0.2.11}}]}}\n---\n\
+                 apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{asNumber: 65010, nodeToNodeMeshEnabled: false}}\n---\n\
+                 apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: a}}\nspec: {{peerIP: {peer_a_ip}, asNumber: 65001}}\n---\n\
+                 apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {{name: b}}\nspec: {{peerIP: {peer_b_ip}, asNumber: 65002}}\n"
+            )
+        };
+        let state = |text: String| {
+            let mut l = crate::Loaded::default();
+            crate::load_str("t.yaml", &text, &mut l).unwrap();
+            l.state
+        };
+        let mut acc = Accepted::default();
+        // b was never valid: left out; a applies.
+        let (d, refused) = desired_isolating(state(doc("not-an-ip", "192.0.2.1")), "n1", &mut acc);
+        let d = d.unwrap();
+        assert_eq!(d.peers.keys().collect::<Vec<_>>(), vec!["192.0.2.1"]);
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].to_string().contains("not-an-ip"),
+            "{}",
+            refused[0]
+        );
+        // a becomes invalid: its accepted version stays; b is fixed and applies.
+        let (d, refused) = desired_isolating(state(doc("192.0.2.2", "bogus")), "n1", &mut acc);
+        assert_eq!(
+            d.unwrap().peers.keys().collect::<Vec<_>>(),
+            vec!["192.0.2.1", "192.0.2.2"]
+        );
+        assert_eq!(refused.len(), 1);
+        // A global error still refuses the whole configuration.
+        let broken = doc("192.0.2.2", "192.0.2.1")
+            .replace("asNumber: 65010", "asNumber: 65010, bindMode: Sideways");
+        let (d, _) = desired_isolating(state(broken), "n1", &mut acc);
+        assert!(d.is_err());
     }
 
     #[test]

@@ -113,6 +113,8 @@ struct Cluster {
     last_status_at: Option<std::time::Instant>,
     /// Peer key → established, to turn state changes into Events.
     sessions: BTreeMap<String, bool>,
+    /// The last accepted BGPPeers, BGPFilters and BGPAllowLists.
+    accepted: cluster::Accepted,
 }
 
 impl Cluster {
@@ -131,7 +133,21 @@ impl Cluster {
                     .await;
             }
         }
-        let result = datastore::desired(&loaded.state, &self.node).map_err(|e| e.to_string());
+        let (result, refused) =
+            cluster::desired_isolating(loaded.state, &self.node, &mut self.accepted);
+        for e in refused {
+            let msg = format!(
+                "refused; its last accepted version (if any) stays in force, the rest applies: {e}"
+            );
+            errors.push(msg.clone());
+            if self.reported.insert(msg.clone()) {
+                error!("{msg}");
+                self.events
+                    .publish(true, "ConfigRejected", msg, Regarding::node(&self.node))
+                    .await;
+            }
+        }
+        let result = result.map_err(|e| e.to_string());
         if let Err(e) = &result {
             errors.push(e.clone());
             if self.reported.insert(e.clone()) {
@@ -256,6 +272,7 @@ async fn cluster_start(o: &DaemonOpts) -> Result<Option<(Cluster, datastore::Des
         last_status: None,
         last_status_at: None,
         sessions: BTreeMap::new(),
+        accepted: Default::default(),
     };
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;

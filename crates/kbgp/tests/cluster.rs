@@ -382,7 +382,22 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
     let p = c.cp.peer("172.21.1.254").unwrap();
     assert_eq!(p["state"], "Established");
     assert_eq!(p["established_count"], count, "{p}");
-    c.api.kubectl_ok(&["delete", "bgppeers.kbgp.io", "bad"]);
+    // The bad object holds up nothing else: a new peer still applies.
+    c.api.apply(
+        "extra-peer",
+        "apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: extra}\nspec: {peerIP: 172.21.1.77, asNumber: 65077, node: kube-controlplane-001}\n",
+    );
+    wait_for(
+        "the extra peer, despite the bad one",
+        Duration::from_secs(20),
+        || c.cp.peer("172.21.1.77").map(|_| ()),
+    );
+    let st = c
+        .api
+        .kubectl_ok(&["get", "bgpnodestatuses.kbgp.io", CP, "-o", "json"]);
+    assert!(st.contains("not-an-address"), "configErrors: {st}");
+    c.api
+        .kubectl_ok(&["delete", "bgppeers.kbgp.io", "bad", "extra"]);
 
     // 410 Gone: the API server compacts its history; every watch must relist.
     // The relist finds what kbgp already had: no UPDATE is sent, no session reset.

@@ -6,6 +6,7 @@
 #   sudo bench/run.sh --quick         10000 only: checks the harness works (CI)
 #   sudo bench/run.sh --sizes "N ..." --daemons "kbgp bird ..."
 #   sudo bench/run.sh --kernel-sizes "N ..."   scenario (d) sizes (default: as --sizes)
+#   sudo bench/run.sh --peer-sizes "N ..."     scenario (b) sizes, 10 peers (default: 100000)
 #
 # Scenarios (a) and (e), one peer announcing then withdrawing N prefixes, run
 # in one network namespace made for the run, on addresses of 198.18.0.0/15 on
@@ -17,13 +18,16 @@ cd "$(dirname "$0")/.."
 SIZES="10000 100000 1000000"
 DAEMONS="kbgp bird frr gobgp"
 KSIZES=""
+PSIZES="100000"
+PEERS=10
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) SIZES="10000"; shift ;;
+    --quick) SIZES="10000"; PSIZES="5000"; shift ;;
     --sizes) SIZES="$2"; shift 2 ;;
     --daemons) DAEMONS="$2"; shift 2 ;;
     --kernel-sizes) KSIZES="$2"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"]" >&2; exit 2 ;;
+    --peer-sizes) PSIZES="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"] [--peer-sizes \"N ...\"]" >&2; exit 2 ;;
   esac
 done
 KSIZES=${KSIZES:-$SIZES}
@@ -50,11 +54,14 @@ bench_ns() {
   ip -n "$1" link add bench0 type veth peer name bench1
   ip -n "$1" link set bench0 up
   ip -n "$1" link set bench1 up
-  for a in 1 2 3; do ip -n "$1" addr add "198.18.0.$a/15" dev bench0; done
+  # the daemon (.2), injector (.1), monitor (.3); scenario (b)'s injectors (.10-.19)
+  for a in 1 2 3 10 11 12 13 14 15 16 17 18 19; do ip -n "$1" addr add "198.18.0.$a/15" dev bench0; done
 }
 bench_ns "$NS"
 RESULTS="$W/results.jsonl"
 KRESULTS="$W/kernel.jsonl"
+PRESULTS="$W/peers.jsonl"
+: > "$PRESULTS"
 : > "$RESULTS"
 : > "$KRESULTS"
 for n in $SIZES; do
@@ -64,6 +71,18 @@ for n in $SIZES; do
         --workdir "$W/$d-$n" --kbgp target/release/kbgp >> "$RESULTS"; then
       echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$RESULTS"
       tail -5 "$W/$d-$n/$d.log" >&2 || true
+    fi
+    ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    sleep 1
+  done
+done
+for n in $PSIZES; do
+  for d in $DAEMONS; do
+    echo "== $PEERS peers (b): $d, $n prefixes each" >&2
+    if ! ip netns exec "$NS" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" --peers "$PEERS" \
+        --workdir "$W/peers-$d-$n" --kbgp target/release/kbgp >> "$PRESULTS"; then
+      echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"peers\":$PEERS,\"failed\":true}" >> "$PRESULTS"
+      tail -5 "$W/peers-$d-$n/$d.log" >&2 || true
     fi
     ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     sleep 1
@@ -82,19 +101,26 @@ for n in $KSIZES; do
     ip netns del "$KNS"
   done
 done
-python3 - "$RESULTS" "$KRESULTS" <<'PY'
+python3 - "$RESULTS" "$KRESULTS" "$PRESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"| prefixes | daemon | converge s | withdraw s | peak RSS MiB | CPU s | time vs BIRD | RSS vs BIRD |")
-print(f"|---:|---|---:|---:|---:|---:|---:|---:|")
-for n in sorted({r['prefixes'] for r in rows}):
-    bird = next((r for r in rows if r['prefixes'] == n and r['daemon'] == 'bird' and not r.get('failed')), None)
-    for r in [r for r in rows if r['prefixes'] == n]:
-        if r.get('failed'):
-            print(f"| {n} | {r['daemon']} | failed | | | | | |"); continue
-        tv = f"{r['converge_ms']/bird['converge_ms']:.2f}x" if bird and bird['converge_ms'] else "-"
-        rv = f"{r['rss_peak_kb']/bird['rss_peak_kb']:.2f}x" if bird and bird['rss_peak_kb'] else "-"
-        print(f"| {n} | {r['daemon']} | {r['converge_ms']/1000:.2f} | {r['withdraw_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
+prows = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+def table(rows):
+    print(f"| prefixes | daemon | converge s | withdraw s | peak RSS MiB | CPU s | time vs BIRD | RSS vs BIRD |")
+    print(f"|---:|---|---:|---:|---:|---:|---:|---:|")
+    for n in sorted({r['prefixes'] for r in rows}):
+        bird = next((r for r in rows if r['prefixes'] == n and r['daemon'] == 'bird' and not r.get('failed')), None)
+        for r in [r for r in rows if r['prefixes'] == n]:
+            if r.get('failed'):
+                print(f"| {n} | {r['daemon']} | failed | | | | | |"); continue
+            tv = f"{r['converge_ms']/bird['converge_ms']:.2f}x" if bird and bird['converge_ms'] else "-"
+            rv = f"{r['rss_peak_kb']/bird['rss_peak_kb']:.2f}x" if bird and bird['rss_peak_kb'] else "-"
+            print(f"| {n} | {r['daemon']} | {r['converge_ms']/1000:.2f} | {r['withdraw_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
+table(rows)
+if prows:
+    k = prows[0].get('peers', 10)
+    print(f"\nScenario (b): {k} peers each announcing the same prefixes (peer i prepends its AS i+1 times; converged when the monitor holds every prefix via peer 0):\n")
+    table(prows)
 inj = [r for r in rows if not r.get('failed')]
 if inj:
     r = max(inj, key=lambda r: r['prefixes'])
@@ -115,6 +141,6 @@ if krows:
             rel = f"{base['install_ms']/max(r['install_ms'],1):.2f}x" if base else "-"
             name = "ip -batch" if r['daemon'] == 'ip' else "kbgp (from first UPDATE)"
             print(f"| {n} | {name} | {r['install_ms']/1000:.2f} | {rate:,.0f} | {rel} |")
-failed = [r for r in rows + krows if r.get('failed')]
+failed = [r for r in rows + krows + prows if r.get('failed')]
 sys.exit(1 if failed else 0)
 PY

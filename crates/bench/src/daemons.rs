@@ -18,8 +18,17 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Child> {
 }
 
 /// `kernel`: kbgp programs the kernel (scenario d); the others never do.
-pub fn start(daemon: &str, dir: &Path, kbgp: &Path, kernel: bool) -> Result<Child> {
+pub fn start(
+    daemon: &str,
+    dir: &Path,
+    kbgp: &Path,
+    kernel: bool,
+    injectors: &[(std::net::Ipv4Addr, u32)],
+) -> Result<Child> {
     let log = dir.join(format!("{daemon}.log"));
+    // Scenario (b): nothing is exported to the injectors (BIRD: `export none`
+    // on them in every scenario), so every daemon feeds only the monitor.
+    let multi = injectors.len() > 1;
     match daemon {
         "kbgp" => {
             let cfg = dir.join("kbgp");
@@ -29,8 +38,22 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path, kernel: bool) -> Result<Chil
                 format!("apiVersion: v1\nkind: Node\nmetadata: {{name: bench}}\nstatus: {{addresses: [{{type: InternalIP, address: 198.18.0.2}}]}}\n---\n\
                  apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {{name: default}}\n\
                  spec: {{asNumber: 65000, nodeToNodeMeshEnabled: false, programKernelRoutes: {kernel}}}\n---\n\
-                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: injector}}\nspec: {{peerIP: 198.18.0.1, asNumber: 65001, transit: true, ebgpMultihop: 2, sourceAddress: 198.18.0.2}}\n---\n\
-                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: monitor}}\nspec: {{peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}}\n"),
+                 apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: monitor}}\nspec: {{peerIP: 198.18.0.3, asNumber: 65002, ebgpMultihop: 2, sourceAddress: 198.18.0.2}}\n{}",
+                    injectors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (ip, asn))| format!(
+                            "---\napiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {{name: injector{i}}}\n\
+                             spec: {{peerIP: {ip}, asNumber: {asn}, transit: true, ebgpMultihop: 2, sourceAddress: 198.18.0.2{}}}\n",
+                            if multi { ", filters: [no-export]" } else { "" }
+                        ))
+                        .collect::<String>()
+                        + if multi {
+                            "---\napiVersion: kbgp.io/v1alpha1\nkind: BGPFilter\nmetadata: {name: no-export}\nspec: {exportV4: [{action: Reject}]}\n"
+                        } else {
+                            ""
+                        }
+                ),
             )?;
             // KBGP_BENCH_WRAP="valgrind --tool=callgrind" runs kbgp under a profiler.
             let wrap: Vec<String> = std::env::var("KBGP_BENCH_WRAP")
@@ -58,9 +81,17 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path, kernel: bool) -> Result<Chil
             let conf = dir.join("bird.conf");
             std::fs::write(
                 &conf,
-                "router id 198.18.0.2;\nprotocol device {}\nprotocol direct { ipv4; }\n\
-                 protocol bgp injector { local 198.18.0.2 as 65000; neighbor 198.18.0.1 as 65001; multihop; strict bind; ipv4 { import all; export none; }; }\n\
-                 protocol bgp monitor { local 198.18.0.2 as 65000; neighbor 198.18.0.3 as 65002; multihop; strict bind; ipv4 { import none; export all; }; }\n",
+                format!(
+                    "router id 198.18.0.2;\nprotocol device {{}}\nprotocol direct {{ ipv4; }}\n{}\
+                     protocol bgp monitor {{ local 198.18.0.2 as 65000; neighbor 198.18.0.3 as 65002; multihop; strict bind; ipv4 {{ import none; export all; }}; }}\n",
+                    injectors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (ip, asn))| format!(
+                            "protocol bgp injector{i} {{ local 198.18.0.2 as 65000; neighbor {ip} as {asn}; multihop; strict bind; ipv4 {{ import all; export none; }}; }}\n"
+                        ))
+                        .collect::<String>()
+                ),
             )?;
             spawn(
                 Command::new("bird")
@@ -78,9 +109,17 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path, kernel: bool) -> Result<Chil
             let conf = d.join("bgpd.conf");
             std::fs::write(
                 &conf,
-                "frr defaults traditional\nhostname dut\nrouter bgp 65000\n bgp router-id 198.18.0.2\n no bgp ebgp-requires-policy\n\
-                 neighbor 198.18.0.1 remote-as 65001\n neighbor 198.18.0.1 ebgp-multihop 2\n\
-                 neighbor 198.18.0.3 remote-as 65002\n neighbor 198.18.0.3 ebgp-multihop 2\n",
+                format!(
+                    "frr defaults traditional\nhostname dut\nrouter bgp 65000\n bgp router-id 198.18.0.2\n no bgp ebgp-requires-policy\n{}\
+                     neighbor 198.18.0.3 remote-as 65002\n neighbor 198.18.0.3 ebgp-multihop 2\n",
+                    injectors
+                        .iter()
+                        .map(|(ip, asn)| format!(
+                            " neighbor {ip} remote-as {asn}\n neighbor {ip} ebgp-multihop 2\n{}",
+                            if multi { format!(" neighbor {ip} route-map NOEXPORT out\n") } else { String::new() }
+                        ))
+                        .collect::<String>()
+                ) + if multi { "route-map NOEXPORT deny 10\n" } else { "" },
             )?;
             spawn(
                 Command::new("/usr/lib/frr/bgpd")
@@ -112,15 +151,28 @@ pub fn start(daemon: &str, dir: &Path, kbgp: &Path, kernel: bool) -> Result<Chil
             let conf = dir.join("gobgp.toml");
             std::fs::write(
                 &conf,
-                "[global.config]\n  as = 65000\n  router-id = \"198.18.0.2\"\n  port = -1\n\
-                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.0.1\"\n    peer-as = 65001\n\
-                   [neighbors.transport.config]\n    local-address = \"198.18.0.2\"\n\
-                   [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n\
-\
-                 [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"198.18.0.3\"\n    peer-as = 65002\n\
-                   [neighbors.transport.config]\n    local-address = \"198.18.0.2\"\n\
-                   [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n\
-",
+                std::iter::once(
+                    "[global.config]\n  as = 65000\n  router-id = \"198.18.0.2\"\n  port = -1\n".to_string(),
+                )
+                .chain(
+                    injectors
+                        .iter()
+                        .map(|(ip, asn)| (ip.to_string(), *asn))
+                        .chain([("198.18.0.3".to_string(), 65002)])
+                        .map(|(ip, asn)| {
+                            format!(
+                                "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{ip}\"\n    peer-as = {asn}\n\
+                                 [neighbors.transport.config]\n    local-address = \"198.18.0.2\"\n\
+                                 [neighbors.ebgp-multihop.config]\n    enabled = true\n    multihop-ttl = 2\n{}",
+                                if multi && asn != 65002 {
+                                    "  [neighbors.apply-policy.config]\n    default-export-policy = \"reject-route\"\n"
+                                } else {
+                                    ""
+                                }
+                            )
+                        }),
+                )
+                .collect::<String>(),
             )?;
             spawn(
                 Command::new("gobgpd").arg("-f").arg(&conf).args([

@@ -8,7 +8,7 @@
 mod daemons;
 mod table;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +54,22 @@ struct Args {
     /// programming on and time until the kernel holds every route.
     #[arg(long)]
     kernel: bool,
+    /// Scenario (b): this many injectors (198.18.0.10+i, AS 65100+i) announce
+    /// the same prefixes, injector i prepending its AS i+1 times; converged
+    /// when the monitor holds every prefix via injector 0 (AS 65100).
+    #[arg(long, default_value_t = 1)]
+    peers: usize,
+}
+
+/// The injectors: one (198.18.0.1, AS 65001), or scenario (b)'s several.
+fn injectors(k: usize) -> Vec<(Ipv4Addr, u32)> {
+    if k <= 1 {
+        vec![(INJECTOR, 65001)]
+    } else {
+        (0..k)
+            .map(|i| (Ipv4Addr::new(198, 18, 0, 10 + i as u8), 65100 + i as u32))
+            .collect()
+    }
 }
 
 /// Routes of protocol 186 (bgp) in the main table: counted once, untimed.
@@ -202,19 +218,33 @@ async fn main() -> Result<()> {
     let t_gen = Instant::now();
     let groups = table::generate(a.prefixes, a.seed, NEXT_HOP);
     let ctx = Ctx::modern();
-    let mut announce = BytesMut::new();
+    let inj_list = injectors(a.peers);
+    let multi = inj_list.len() > 1;
+    let mut announces: Vec<BytesMut> = Vec::new();
     let mut updates = 0;
     let mut all: Vec<Nlri> = Vec::with_capacity(a.prefixes);
-    for (attrs, nlri) in &groups {
-        updates += pack_announce(
-            &ctx,
-            attrs,
-            Family::IPV4_UNICAST,
-            NextHop::V4(NEXT_HOP),
-            nlri,
-            &mut announce,
-        );
-        all.extend_from_slice(nlri);
+    for (i, (_, asn)) in inj_list.iter().enumerate() {
+        let mut announce = BytesMut::new();
+        for (attrs, nlri) in &groups {
+            let mut attrs = attrs.clone();
+            if multi {
+                if let Some(p) = attrs.as_path.as_mut() {
+                    p.prepend(*asn, i + 1);
+                }
+            }
+            updates += pack_announce(
+                &ctx,
+                &attrs,
+                Family::IPV4_UNICAST,
+                NextHop::V4(NEXT_HOP),
+                nlri,
+                &mut announce,
+            );
+            if i == 0 {
+                all.extend_from_slice(nlri);
+            }
+        }
+        announces.push(announce);
     }
     let mut withdraw = BytesMut::new();
     pack_withdraw(&ctx, Family::IPV4_UNICAST, &all, &mut withdraw);
@@ -226,25 +256,38 @@ async fn main() -> Result<()> {
         bail!("--kernel measures kbgp or ip");
     }
 
-    // Both tools listen before the daemon starts.
-    let inj = tokio::spawn(session(INJECTOR, 65001));
+    // The tools listen before the daemon starts.
+    let inj_tasks: Vec<_> = inj_list
+        .iter()
+        .map(|(addr, asn)| tokio::spawn(session(*addr, *asn)))
+        .collect();
     let mon = tokio::spawn(session(MONITOR, 65002));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut child = daemons::start(&a.daemon, &a.workdir, &a.kbgp, a.kernel)?;
+    let mut child = daemons::start(&a.daemon, &a.workdir, &a.kbgp, a.kernel, &inj_list)?;
     let pid = child.id().context("daemon pid")?;
     let deadline = Duration::from_secs(a.timeout);
-    let (inj_s, _) = tokio::time::timeout(deadline, inj)
-        .await
-        .context("injector session timeout")???;
+    let mut inj_ws = Vec::new();
+    for t in inj_tasks {
+        let (inj_s, _) = tokio::time::timeout(deadline, t)
+            .await
+            .context("injector session timeout")???;
+        let (_r, w) = inj_s.into_split();
+        // Keep the read half: dropping it would not close the socket, but a
+        // daemon's UPDATEs back to the injector must be drained.
+        tokio::spawn(async move {
+            let mut r = _r;
+            let mut b = vec![0u8; 1 << 16];
+            while matches!(r.read(&mut b).await, Ok(n) if n > 0) {}
+        });
+        inj_ws.push(Arc::new(tokio::sync::Mutex::new(w)));
+    }
     let (mon_s, mut mon_buf) = tokio::time::timeout(deadline, mon)
         .await
         .context("monitor session timeout")???;
-    // Keepalives every 30 s on both sessions, between whole messages.
-    let (_inj_r, inj_w) = inj_s.into_split();
+    // Keepalives every 30 s on every session, between whole messages.
     let (mut mon_s, mon_w) = mon_s.into_split();
-    let inj_w = Arc::new(tokio::sync::Mutex::new(inj_w));
     let mon_w = Arc::new(tokio::sync::Mutex::new(mon_w));
-    for w in [inj_w.clone(), mon_w.clone()] {
+    for w in inj_ws.iter().cloned().chain([mon_w.clone()]) {
         tokio::spawn(async move {
             let ka = Message::Keepalive.to_bytes(&Ctx::modern());
             loop {
@@ -259,24 +302,47 @@ async fn main() -> Result<()> {
     // Let the daemon settle (initial End-of-RIBs, own routes) before timing.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let (count_tx, mut count_rx) = watch::channel(0usize);
+    // (prefixes held, of which by the wanted path)
+    let (count_tx, mut count_rx) = watch::channel((0usize, 0usize));
     let target = a.prefixes;
+    // Scenario (b): a prefix counts once its path is injector 0's (AS 65100
+    // right after the daemon's own AS).
+    let want_via = multi.then_some(65100u32);
     let monitor = tokio::spawn(async move {
-        let mut held: HashSet<IpNet> = HashSet::with_capacity(target);
+        let mut held: HashMap<IpNet, bool> = HashMap::with_capacity(target);
+        let mut good = 0usize;
         let ctx = Ctx::modern();
         loop {
             match next_msg(&mut mon_s, &mut mon_buf, &ctx).await {
                 Ok(Message::Update(u)) => {
                     for n in u.withdrawals() {
-                        held.remove(&n.prefix);
+                        if held.remove(&n.prefix) == Some(true) {
+                            good -= 1;
+                        }
                     }
+                    let ok = match want_via {
+                        None => true,
+                        Some(asn) => {
+                            u.attrs
+                                .as_path
+                                .as_ref()
+                                .and_then(|p| p.segments.first())
+                                .and_then(|s| s.asns.get(1))
+                                == Some(&asn)
+                        }
+                    };
                     for (n, _) in u.announcements() {
                         if n.prefix.to_string().starts_with("198.18.") {
                             continue;
                         }
-                        held.insert(n.prefix);
+                        if held.insert(n.prefix, ok) == Some(true) {
+                            good -= 1;
+                        }
+                        if ok {
+                            good += 1;
+                        }
                     }
-                    let _ = count_tx.send(held.len());
+                    let _ = count_tx.send((held.len(), good));
                 }
                 Ok(Message::Notification(n)) => {
                     return Err::<(), anyhow::Error>(anyhow::anyhow!(
@@ -288,9 +354,18 @@ async fn main() -> Result<()> {
             }
         }
     });
-    let bytes = Arc::new(announce.freeze());
+    let table_bytes: usize = announces.iter().map(|b| b.len()).sum();
     let t0 = Instant::now();
-    write_chunks(&inj_w, &bytes).await?;
+    // Every injector at once.
+    let writes: Vec<_> = inj_ws
+        .iter()
+        .cloned()
+        .zip(announces.into_iter().map(|b| b.freeze()))
+        .map(|(w, b)| tokio::spawn(async move { write_chunks(&w, &b).await }))
+        .collect();
+    for wt in writes {
+        wt.await??;
+    }
     let inject_ms = t0.elapsed().as_millis();
     if a.kernel {
         // The last prefix injected is the last one the daemon installs.
@@ -324,14 +399,17 @@ async fn main() -> Result<()> {
         );
         return Ok(());
     }
-    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c >= target))
+    tokio::time::timeout(deadline, count_rx.wait_for(|(h, g)| *h >= target && g == h))
         .await
         .context("convergence timeout")??;
     let converge = t0.elapsed();
     let loaded = proc_stats(pid);
     let t1 = Instant::now();
-    write_chunks(&inj_w, &withdraw).await?;
-    tokio::time::timeout(deadline, count_rx.wait_for(|c| *c == 0))
+    let withdraw = withdraw.freeze();
+    for w in &inj_ws {
+        write_chunks(w, &withdraw).await?;
+    }
+    tokio::time::timeout(deadline, count_rx.wait_for(|(h, _)| *h == 0))
         .await
         .context("withdraw timeout")??;
     let withdraw_t = t1.elapsed();
@@ -354,7 +432,8 @@ async fn main() -> Result<()> {
             "prefixes": a.prefixes,
             "attribute_sets": groups.len(),
             "updates": updates,
-            "table_bytes": bytes.len(),
+            "table_bytes": table_bytes,
+            "peers": inj_list.len(),
             "generate_ms": gen_ms,
             "inject_write_ms": inject_ms,
             "converge_ms": converge.as_millis(),

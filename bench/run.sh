@@ -64,27 +64,28 @@ PRESULTS="$W/peers.jsonl"
 : > "$PRESULTS"
 : > "$RESULTS"
 : > "$KRESULTS"
+# One kbgp-bench run of daemon $3 with $4 prefixes in namespace $1, its JSON
+# line appended to $2 (a failure line if it fails); the rest are its options.
+measure() {
+  local ns=$1 out=$2 d=$3 n=$4 dir=$5; shift 5
+  if ! ip netns exec "$ns" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" "$@" \
+      --workdir "$W/$dir" --kbgp target/release/kbgp >> "$out"; then
+    echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$out"
+    tail -5 "$W/$dir/$d.log" >&2 || true
+  fi
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+}
 for n in $SIZES; do
   for d in $DAEMONS; do
     echo "== $d, $n prefixes" >&2
-    if ! ip netns exec "$NS" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" \
-        --workdir "$W/$d-$n" --kbgp target/release/kbgp >> "$RESULTS"; then
-      echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$RESULTS"
-      tail -5 "$W/$d-$n/$d.log" >&2 || true
-    fi
-    ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    measure "$NS" "$RESULTS" "$d" "$n" "$d-$n"
     sleep 1
   done
 done
 for n in $PSIZES; do
   for d in $DAEMONS; do
     echo "== $PEERS peers (b): $d, $n prefixes each" >&2
-    if ! ip netns exec "$NS" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" --peers "$PEERS" \
-        --workdir "$W/peers-$d-$n" --kbgp target/release/kbgp >> "$PRESULTS"; then
-      echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"peers\":$PEERS,\"failed\":true}" >> "$PRESULTS"
-      tail -5 "$W/peers-$d-$n/$d.log" >&2 || true
-    fi
-    ip netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    measure "$NS" "$PRESULTS" "$d" "$n" "peers-$d-$n" --peers "$PEERS"
     sleep 1
   done
 done
@@ -92,12 +93,7 @@ for n in $KSIZES; do
   for d in ip kbgp; do
     echo "== kernel install (d): $d, $n routes" >&2
     bench_ns "$KNS"
-    if ! ip netns exec "$KNS" timeout 900 target/release/kbgp-bench --kernel --daemon "$d" --prefixes "$n" \
-        --workdir "$W/kernel-$d-$n" --kbgp target/release/kbgp >> "$KRESULTS"; then
-      echo "{\"scenario\":\"kernel\",\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$KRESULTS"
-      tail -5 "$W/kernel-$d-$n/$d.log" >&2 || true
-    fi
-    ip netns pids "$KNS" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    measure "$KNS" "$KRESULTS" "$d" "$n" "kernel-$d-$n" --kernel
     ip netns del "$KNS"
   done
 done

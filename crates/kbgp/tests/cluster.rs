@@ -315,8 +315,14 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
         types.contains(&"global") && types.contains(&"node-to-node mesh"),
         "{types:?}"
     );
-    let out = c.api.kubectl_ok(&["get", "bgpnodestatuses.kbgp.io"]);
-    assert!(out.contains(CP) && out.contains(WORKER), "{out}");
+    wait_for("both nodes' BGPNodeStatus", Duration::from_secs(20), || {
+        let out = c.api.kubectl_ok(&["get", "bgpnodestatuses.kbgp.io"]);
+        if out.contains(CP) && out.contains(WORKER) {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
 
     // deploy/kubernetes applies as a user would apply it (the CRDs there are
     // the ones applied above: unchanged).
@@ -335,8 +341,14 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
 
     // `kbgp status --datastore kubernetes --node X` reads another node's
     // sessions from the API.
-    let (ok, out) = cluster_status(&c.api, WORKER);
-    assert!(ok, "{out}");
+    let out = wait_for(
+        "the worker's status with the ToR up",
+        Duration::from_secs(20),
+        || match cluster_status(&c.api, WORKER) {
+            (true, out) if out.contains("| 172.21.1.254 | global            | up    |") => Ok(out),
+            (_, out) => Err(out),
+        },
+    );
     assert!(
         out.contains("Node kube-worker-001, AS 65535, router id 172.21.1.18"),
         "{out}"
@@ -392,10 +404,21 @@ fn seed_002_applied_with_kubectl_status_and_events_back_in_the_cluster() {
         Duration::from_secs(20),
         || c.cp.peer("172.21.1.77").map(|_| ()),
     );
-    let st = c
-        .api
-        .kubectl_ok(&["get", "bgpnodestatuses.kbgp.io", CP, "-o", "json"]);
-    assert!(st.contains("not-an-address"), "configErrors: {st}");
+    // BGPNodeStatus lists the refusal (it is written within 2 s of a change).
+    wait_for(
+        "configErrors in BGPNodeStatus",
+        Duration::from_secs(20),
+        || {
+            let st = c
+                .api
+                .kubectl_ok(&["get", "bgpnodestatuses.kbgp.io", CP, "-o", "json"]);
+            if st.contains("not-an-address") {
+                Ok(())
+            } else {
+                Err(st)
+            }
+        },
+    );
     c.api
         .kubectl_ok(&["delete", "bgppeers.kbgp.io", "bad", "extra"]);
 

@@ -5,8 +5,11 @@
 //! relists on `410 Gone`, and backs off while the API server is unreachable).
 //! Each kind's objects are kept in a store that is swapped whole when a
 //! (re)list completes, so a relist that finds nothing new changes nothing.
-//! [`Watcher::state`] turns the stores into the same [`ClusterState`] the
-//! file datastore builds, through the same parser: one reconciler for both.
+//! An object is parsed once, when it arrives, by the same parser as the file
+//! datastore's; [`Watcher::state`] assembles the parsed objects into the same
+//! [`ClusterState`] the file datastore builds: one reconciler for both.
+//! Pods are watched on this node only (a field selector): only they can be
+//! peers.
 //!
 //! Optional groups (`projectcalico.org/v3`, and kbgp's own CRDs when they are
 //! not installed yet) are looked up by discovery at start-up and every 30 s;
@@ -43,6 +46,8 @@ pub struct Kind {
     pub optional: bool,
     /// Watched in kbgp's own namespace only (Secrets: least privilege).
     pub own_namespace_only: bool,
+    /// Watched on this node only (`spec.nodeName`): Pods.
+    pub this_node_only: bool,
 }
 
 const fn k(
@@ -61,6 +66,7 @@ const fn k(
         namespaced,
         optional,
         own_namespace_only: false,
+        this_node_only: false,
     }
 }
 
@@ -68,7 +74,10 @@ const fn k(
 pub const KINDS: &[Kind] = &[
     k("", "v1", "Node", "nodes", false, false),
     k("", "v1", "Service", "services", true, false),
-    k("", "v1", "Pod", "pods", true, false),
+    Kind {
+        this_node_only: true,
+        ..k("", "v1", "Pod", "pods", true, false)
+    },
     k("", "v1", "Namespace", "namespaces", false, false),
     Kind {
         own_namespace_only: true,
@@ -156,25 +165,59 @@ impl Kind {
     }
 }
 
+/// One watched object: what the API said (less bookkeeping), and what is
+/// in force for it.
+#[derive(Debug, Clone)]
+struct Stored {
+    json: serde_json::Value,
+    /// This version parsed; or, when it does not parse, the last version that
+    /// did (None: none did, or a kind kbgp ignores).
+    resource: Option<Resource>,
+    /// Why this version does not parse.
+    error: Option<String>,
+}
+
+impl Stored {
+    /// Parse `json`; an invalid version keeps `previous`'s resource in force.
+    fn new(json: serde_json::Value, previous: Option<&Stored>) -> Stored {
+        let parsed = serde_yaml::to_value(&json)
+            .map_err(|e| e.to_string())
+            .and_then(parse_value);
+        match parsed {
+            Ok(Parsed::Resource(r)) => Stored {
+                json,
+                resource: Some(*r),
+                error: None,
+            },
+            Ok(Parsed::Ignored { .. }) => Stored {
+                json,
+                resource: None,
+                error: None,
+            },
+            Err(e) => Stored {
+                json,
+                resource: previous.and_then(|p| p.resource.clone()),
+                error: Some(e),
+            },
+        }
+    }
+}
+
 #[derive(Default)]
 struct KindStore {
     /// Watched now (an optional kind stops being watched when it goes away).
     active: bool,
     /// Listed at least once since it became active.
     synced: bool,
-    objects: BTreeMap<String, serde_json::Value>,
+    objects: BTreeMap<String, Stored>,
 }
 
 #[derive(Default)]
 struct Stores {
     kinds: BTreeMap<String, KindStore>,
-    /// The last version of each object that parsed, kept in force while a
-    /// newer version is invalid.
-    last_good: BTreeMap<String, Resource>,
 }
 
 /// The watches of one kbgp instance.
-#[derive(Clone)]
 pub struct Watcher {
     client: Client,
     stores: Arc<Mutex<Stores>>,
@@ -206,14 +249,17 @@ fn object_key(v: &serde_json::Value) -> String {
 }
 
 /// The object as JSON with its apiVersion and kind (list items lack them),
-/// without the bulky bookkeeping kbgp never reads.
+/// without the bookkeeping kbgp never reads: two versions that differ only
+/// there compare equal, so a new resourceVersion alone is no change.
 fn to_json(o: &DynamicObject, kind: &Kind) -> Option<serde_json::Value> {
     let mut v = serde_json::to_value(o).ok()?;
     let m = v.as_object_mut()?;
     m.insert("apiVersion".into(), kind.api_version().into());
     m.insert("kind".into(), kind.kind.into());
     if let Some(md) = m.get_mut("metadata").and_then(|x| x.as_object_mut()) {
-        md.remove("managedFields");
+        for f in ["managedFields", "resourceVersion", "generation"] {
+            md.remove(f);
+        }
         // kubectl's copy of the applied object: may hold fields of another group.
         if let Some(a) = md.get_mut("annotations").and_then(|x| x.as_object_mut()) {
             a.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -224,8 +270,9 @@ fn to_json(o: &DynamicObject, kind: &Kind) -> Option<serde_json::Value> {
 
 impl Watcher {
     /// Start watching (discovery, then one task per served kind).
-    /// `namespace` is kbgp's own namespace (for Secrets).
-    pub fn start(client: Client, namespace: String) -> Watcher {
+    /// `namespace` is kbgp's own namespace (for Secrets), `node` this node
+    /// (for Pods).
+    pub fn start(client: Client, namespace: String, node: String) -> Watcher {
         let (tx, rx) = watch::channel(0u64);
         let stores = Arc::new(Mutex::new(Stores::default()));
         let w = Watcher {
@@ -233,13 +280,21 @@ impl Watcher {
             stores: stores.clone(),
             changed: rx,
         };
-        tokio::spawn(discovery_loop(client, namespace, stores, Arc::new(tx)));
+        tokio::spawn(discovery_loop(
+            client,
+            namespace,
+            node,
+            stores,
+            Arc::new(tx),
+        ));
         w
     }
 
-    /// Wait for the next change of any store.
-    pub async fn changed(&mut self) {
-        let _ = self.changed.changed().await;
+    /// Changes of any store: `changed()` on it returns once for each burst
+    /// of changes since it last returned. Take one and keep it (a fresh copy
+    /// of the receiver would see every change since the start again).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.clone()
     }
 
     /// Every watched kind has been listed once (and at least the core kinds
@@ -255,63 +310,43 @@ impl Watcher {
         self.client.clone()
     }
 
-    /// The current state, parsed as the file datastore parses a directory.
-    /// An object that does not parse is left out (its last good version stays
-    /// in force) and reported in the second value.
+    /// The current state, as the file datastore builds it from a directory.
+    /// An object that does not parse is reported in the second value, and its
+    /// last good version (if any) stays in force.
     pub fn state(&self) -> (Loaded, Vec<Rejected>) {
-        let mut s = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.stores.lock().unwrap_or_else(|e| e.into_inner());
         let mut loaded = Loaded::default();
         let mut rejected = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut good = Vec::new();
-        for (id, store) in &s.kinds {
-            if !store.active {
-                continue;
-            }
-            for (key, v) in &store.objects {
-                let full = format!("{id} {key}");
-                seen.insert(full.clone());
-                let yaml = match serde_yaml::to_value(v) {
-                    Ok(y) => y,
-                    Err(e) => {
-                        warn!(object = %full, "cannot convert: {e}");
-                        continue;
-                    }
-                };
-                match parse_value(yaml) {
-                    Ok(Parsed::Resource(r)) => good.push((full, *r)),
-                    Ok(Parsed::Ignored { .. }) => {}
-                    Err(e) => {
-                        let (api_version, kind) = id.rsplit_once('/').unwrap_or((id, ""));
+        for (id, store) in s.kinds.iter().filter(|(_, st)| st.active) {
+            for (key, o) in &store.objects {
+                if let Some(e) = &o.error {
+                    let (api_version, kind) = id.rsplit_once('/').unwrap_or((id, ""));
+                    rejected.push(Rejected {
+                        kind: ObjectKind {
+                            api_version: api_version.to_string(),
+                            kind: kind.to_string(),
+                        },
+                        namespace: o.json["metadata"]["namespace"].as_str().map(str::to_owned),
+                        name: o.json["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string(),
+                        error: e.clone(),
+                    });
+                }
+                if let Some(r) = &o.resource {
+                    if let Err(e) = loaded.state.insert(r.clone()) {
                         rejected.push(Rejected {
                             kind: ObjectKind {
-                                api_version: api_version.to_string(),
-                                kind: kind.to_string(),
+                                api_version: String::new(),
+                                kind: String::new(),
                             },
-                            namespace: v["metadata"]["namespace"].as_str().map(str::to_owned),
-                            name: v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                            namespace: None,
+                            name: format!("{id} {key}"),
                             error: e,
                         });
-                        if let Some(r) = s.last_good.get(&full) {
-                            good.push((full, r.clone()));
-                        }
                     }
                 }
-            }
-        }
-        s.last_good.retain(|k, _| seen.contains(k));
-        for (full, r) in good {
-            s.last_good.insert(full.clone(), r.clone());
-            if let Err(e) = loaded.state.insert(r) {
-                rejected.push(Rejected {
-                    kind: ObjectKind {
-                        api_version: String::new(),
-                        kind: String::new(),
-                    },
-                    namespace: None,
-                    name: full,
-                    error: e,
-                });
             }
         }
         (loaded, rejected)
@@ -321,6 +356,7 @@ impl Watcher {
 async fn discovery_loop(
     client: Client,
     namespace: String,
+    node: String,
     stores: Arc<Mutex<Stores>>,
     tx: Arc<watch::Sender<u64>>,
 ) {
@@ -363,12 +399,14 @@ async fn discovery_loop(
                     st.synced = false;
                 }
                 let ns = kind.own_namespace_only.then(|| namespace.clone());
+                let node = kind.this_node_only.then(|| node.clone());
                 tasks.insert(
                     id.clone(),
                     tokio::spawn(watch_kind(
                         client.clone(),
                         *kind,
                         ns,
+                        node,
                         stores.clone(),
                         tx.clone(),
                     )),
@@ -394,6 +432,7 @@ async fn watch_kind(
     client: Client,
     kind: Kind,
     namespace: Option<String>,
+    node: Option<String>,
     stores: Arc<Mutex<Stores>>,
     tx: Arc<watch::Sender<u64>>,
 ) {
@@ -403,10 +442,14 @@ async fn watch_kind(
         None => Api::all_with(client, &ar),
     };
     let id = kind.id();
-    let mut stream = watcher::watcher(api, watcher::Config::default())
+    let mut config = watcher::Config::default();
+    if let Some(n) = &node {
+        config = config.fields(&format!("spec.nodeName={n}"));
+    }
+    let mut stream = watcher::watcher(api, config)
         .backoff(WatchBackoff::default())
         .boxed();
-    let mut buffer: Option<BTreeMap<String, serde_json::Value>> = None;
+    let mut buffer: Option<BTreeMap<String, Stored>> = None;
     let mut failing = false;
     while let Some(ev) = stream.next().await {
         let ev = match ev {
@@ -436,14 +479,23 @@ async fn watch_kind(
                 }
                 Event::InitApply(o) => {
                     if let (Some(b), Some(v)) = (buffer.as_mut(), to_json(&o, &kind)) {
-                        b.insert(object_key(&v), v);
+                        let key = object_key(&v);
+                        let stored = match st.objects.get(&key) {
+                            Some(old) if old.json == v => old.clone(),
+                            old => Stored::new(v, old),
+                        };
+                        b.insert(key, stored);
                     }
                     false
                 }
                 Event::InitDone => {
                     let fresh = buffer.take().unwrap_or_default();
                     // A relist that finds what we had changes nothing.
-                    let changed = fresh != st.objects || !st.synced;
+                    let changed = !st.synced
+                        || fresh.len() != st.objects.len()
+                        || fresh
+                            .iter()
+                            .any(|(k, o)| st.objects.get(k).map(|x| &x.json) != Some(&o.json));
                     debug!(kind = %id, objects = fresh.len(), changed, "listed");
                     st.objects = fresh;
                     st.synced = true;
@@ -452,14 +504,13 @@ async fn watch_kind(
                 Event::Apply(o) => match to_json(&o, &kind) {
                     Some(v) => {
                         let key = object_key(&v);
-                        // Only what kbgp reads counts: a new resourceVersion alone is no change.
-                        let same = st
-                            .objects
-                            .get(&key)
-                            .map(|old| same_content(old, &v))
-                            .unwrap_or(false);
-                        st.objects.insert(key, v);
-                        !same
+                        if st.objects.get(&key).is_some_and(|old| old.json == v) {
+                            false
+                        } else {
+                            let stored = Stored::new(v, st.objects.get(&key));
+                            st.objects.insert(key, stored);
+                            true
+                        }
                     }
                     None => false,
                 },
@@ -510,20 +561,6 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     fn reset(&mut self) {
         self.next = BACKOFF_MIN;
     }
-}
-
-/// Equal but for bookkeeping (resourceVersion, generation, timestamps).
-fn same_content(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    let strip = |v: &serde_json::Value| {
-        let mut v = v.clone();
-        if let Some(md) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-            for f in ["resourceVersion", "generation", "managedFields"] {
-                md.remove(f);
-            }
-        }
-        v
-    };
-    strip(a) == strip(b)
 }
 
 // ---------------------------------------------------------------------------
@@ -883,18 +920,49 @@ mod tests {
     }
 
     #[test]
-    fn relist_bookkeeping_is_no_change() {
-        let a = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "5", "generation": 1}, "spec": {"a": 1}});
-        let b = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "9", "generation": 2}, "spec": {"a": 1}});
-        let c = serde_json::json!({"metadata": {"name": "x", "resourceVersion": "9"}, "spec": {"a": 2}});
-        assert!(same_content(&a, &b));
-        assert!(!same_content(&a, &c));
+    fn an_object_is_parsed_on_arrival_and_a_bad_version_keeps_the_last_good_one() {
+        let peer = |spec: serde_json::Value| {
+            serde_json::json!({"apiVersion": "kbgp.io/v1alpha1", "kind": "BGPPeer",
+                "metadata": {"name": "p"}, "spec": spec})
+        };
+        let good = Stored::new(
+            peer(serde_json::json!({"peerIP": "192.0.2.1", "asNumber": 65001})),
+            None,
+        );
+        assert!(good.error.is_none());
+        let Some(Resource::BgpPeer(p)) = &good.resource else {
+            panic!("{good:?}")
+        };
+        assert_eq!(p.spec.peer_ip.as_deref(), Some("192.0.2.1"));
+        // A typo: refused, and the good version stays in force.
+        let bad = Stored::new(
+            peer(serde_json::json!({"peerIPs": "192.0.2.9"})),
+            Some(&good),
+        );
+        assert!(
+            bad.error.as_deref().unwrap_or("").contains("peerIPs"),
+            "{bad:?}"
+        );
+        assert_eq!(bad.resource, good.resource);
+        // Refused again: still the good one, not nothing.
+        let worse = Stored::new(peer(serde_json::json!({"bogus": 1})), Some(&bad));
+        assert_eq!(worse.resource, good.resource);
+        // Never valid: nothing in force.
+        assert!(Stored::new(peer(serde_json::json!({"bogus": 1})), None)
+            .resource
+            .is_none());
+        // A kind kbgp ignores: neither resource nor error.
+        let other = Stored::new(
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+            None,
+        );
+        assert!(other.resource.is_none() && other.error.is_none());
     }
 
     #[test]
     fn list_items_get_their_kind_and_lose_kubectl_bookkeeping() {
         let o: DynamicObject = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "managedFields": [{}],
+            "metadata": {"name": "p", "managedFields": [{}], "resourceVersion": "7", "generation": 2,
                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"}},
             "spec": {"peerIP": "192.0.2.1"}
         }))
@@ -903,7 +971,9 @@ mod tests {
         let v = to_json(&o, kind).unwrap();
         assert_eq!(v["apiVersion"], kind.api_version());
         assert_eq!(v["kind"], "BGPPeer");
-        assert!(v["metadata"].get("managedFields").is_none());
+        for f in ["managedFields", "resourceVersion", "generation"] {
+            assert!(v["metadata"].get(f).is_none(), "{f}");
+        }
         assert_eq!(
             v["metadata"]["annotations"],
             serde_json::json!({"keep": "me"})

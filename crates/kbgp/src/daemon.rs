@@ -10,6 +10,7 @@ use std::time::Duration;
 use datastore::cluster::{self, BgpNodeStatusStatus, PeerState, Regarding, Watcher};
 use speaker::SpeakerHandle;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -259,12 +260,19 @@ fn rfc3339_now() -> String {
     )
 }
 
+/// What cluster mode starts with: the watches, this node's first desired
+/// state, and the one subscription to changes (kept for the daemon's life, so
+/// that no change is seen twice or missed).
+type ClusterStart = (Cluster, datastore::Desired, watch::Receiver<u64>);
+
 /// Cluster mode start-up: connect, wait until every watched kind is listed
 /// and this node's configuration is valid. None when told to stop meanwhile.
-async fn cluster_start(o: &DaemonOpts) -> Result<Option<(Cluster, datastore::Desired)>, String> {
+async fn cluster_start(o: &DaemonOpts) -> Result<Option<ClusterStart>, String> {
     let client = cluster::client(o.kubeconfig.as_deref()).await?;
+    let watcher = Watcher::start(client.clone(), o.namespace.clone(), o.node.clone());
+    let mut changes = watcher.subscribe();
     let mut c = Cluster {
-        watcher: Watcher::start(client.clone(), o.namespace.clone()),
+        watcher,
         events: cluster::Events::new(client, &o.node),
         node: o.node.clone(),
         reported: Default::default(),
@@ -281,16 +289,15 @@ async fn cluster_start(o: &DaemonOpts) -> Result<Option<(Cluster, datastore::Des
     loop {
         if c.watcher.synced() {
             match c.desired().await {
-                Ok(d) => return Ok(Some((c, d))),
+                Ok(d) => return Ok(Some((c, d, changes))),
                 Err(e) => warn!("waiting for a valid configuration for node {}: {e}", o.node),
             }
         } else if started.elapsed() > Duration::from_secs(5) && !waiting_logged {
             warn!("waiting for the Kubernetes API server (every watched kind listed once)");
             waiting_logged = true;
         }
-        let mut w = c.watcher.clone();
         tokio::select! {
-            _ = w.changed() => {}
+            _ = changes.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = term.recv() => return Ok(None),
             _ = int.recv() => return Ok(None),
@@ -300,9 +307,9 @@ async fn cluster_start(o: &DaemonOpts) -> Result<Option<(Cluster, datastore::Des
 
 pub async fn run(o: DaemonOpts) -> u8 {
     init_logging(&o.log_level);
-    let (mut cluster, desired) = match (o.datastore, &o.config_dir) {
+    let (mut cluster, desired, mut changes) = match (o.datastore, &o.config_dir) {
         (Datastore::File, Some(dir)) => match load(dir, &o.node) {
-            Ok(d) => (None, d),
+            Ok(d) => (None, d, None),
             Err(e) => {
                 eprintln!("kbgp: {e}");
                 return 1;
@@ -313,7 +320,7 @@ pub async fn run(o: DaemonOpts) -> u8 {
             return 2;
         }
         (Datastore::Kubernetes, _) => match cluster_start(&o).await {
-            Ok(Some((c, d))) => (Some(c), d),
+            Ok(Some((c, d, changes))) => (Some(c), d, Some(changes)),
             Ok(None) => return 0,
             Err(e) => {
                 eprintln!("kbgp: {e}");
@@ -364,7 +371,6 @@ pub async fn run(o: DaemonOpts) -> u8 {
         o.poll_interval.clamp(0.1, 86_400.0),
     ));
     let mut status_tick = tokio::time::interval(Duration::from_secs(2));
-    let mut watch = cluster.as_ref().map(|c| c.watcher.clone());
     let dir = o.config_dir.clone().unwrap_or_default();
     let mut seen = if cluster.is_none() {
         datastore::fingerprint(&dir)
@@ -388,7 +394,7 @@ pub async fn run(o: DaemonOpts) -> u8 {
                     reload(&dir, &o.node, &speaker, "file change").await;
                 }
             }
-            _ = async { watch.as_mut().unwrap().changed().await }, if watch.is_some() => {
+            _ = async { changes.as_mut().unwrap().changed().await }, if changes.is_some() => {
                 // Let a burst of changes (kubectl apply -f DIR) settle first.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 if let Some(c) = cluster.as_mut() {

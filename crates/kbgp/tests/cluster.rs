@@ -583,3 +583,118 @@ fn load_balancer_local_follows_its_endpoint_and_survives_an_api_outage() {
         "the outage should show in the log"
     );
 }
+
+/// User and system CPU seconds of a process, from /proc (ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn waits_quietly_for_its_node_then_peers_only_with_pods_on_it() {
+    let mut lab = Lab::new("cluster-wait");
+    let node = lab.ns("n1");
+    let apins = lab.ns("api");
+    lab.lan(&[(&node, &["172.21.1.8/24"]), (&apins, &["172.21.1.100/24"])]);
+    let api = ApiServer::start(&mut lab, &apins);
+    api.apply("crds", &sh(&[KBGP, "crd"]));
+    api.apply(
+        "config",
+        "apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
+         spec: {asNumber: 65010, nodeToNodeMeshEnabled: false}\n---\n\
+         apiVersion: kbgp.io/v1alpha1\nkind: BGPPeer\nmetadata: {name: lbs}\n\
+         spec: {podSelector: app == 'lb', remoteAs: external}\n",
+    );
+
+    // Its Node object does not exist yet: kbgp waits, without spinning and
+    // without a flood of log lines.
+    let kubeconfig = api.kubeconfig.to_str().unwrap().to_string();
+    let sock = lab.path("kbgp.sock");
+    let idx = lab.spawn(
+        "kbgp",
+        &node,
+        &[
+            KBGP,
+            "daemon",
+            "--datastore",
+            "kubernetes",
+            "--kubeconfig",
+            &kubeconfig,
+            "--node",
+            "ghost",
+            "--api-socket",
+            sock.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(lab.proc(idx).alive(), "{}", lab.log("kbgp"));
+    assert!(!sock.exists(), "configured without its Node");
+    let log = lab.log("kbgp");
+    let waits = log.matches("waiting for a valid configuration").count();
+    assert!((1..=10).contains(&waits), "{waits} waiting lines: {log}");
+    let cpu = cpu_seconds(lab.proc(idx).pid());
+    assert!(cpu < 1.0, "{cpu} s of CPU while waiting");
+
+    // The Node appears: kbgp starts.
+    api.apply(
+        "node",
+        &node_yaml("ghost", &["172.21.1.8"], &["10.244.1.0/24"]),
+    );
+    wait_for(
+        "kbgp to start once its Node exists",
+        Duration::from_secs(20),
+        || {
+            if sock.exists() {
+                Ok(())
+            } else {
+                Err(lab.log("kbgp"))
+            }
+        },
+    );
+    let k = Kbgp {
+        sock: sock.clone(),
+        cfg: PathBuf::new(),
+        idx,
+        name: "kbgp".into(),
+    };
+
+    // Two selected pods, one on this node and one elsewhere: only the first is a peer.
+    let pod = |name: &str, node: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default, labels: {{app: lb}}}}\n\
+             spec: {{nodeName: {node}, containers: [{{name: c, image: x}}]}}\n\
+             status: {{phase: Running, podIP: {ip}, podIPs: [{{ip: {ip}}}]}}\n"
+        )
+    };
+    api.apply("pod-here", &pod("lb-here", "ghost", "172.21.1.50"));
+    api.apply("pod-there", &pod("lb-there", "elsewhere", "172.21.1.51"));
+    wait_for(
+        "the pod on this node as a peer",
+        Duration::from_secs(20),
+        || k.peer("172.21.1.50").map(|_| ()),
+    );
+    assert!(
+        k.peer("172.21.1.51").is_err(),
+        "a pod of another node became a peer"
+    );
+    // The API was only asked for this node's pods.
+    let requests = lab.log("apiserver");
+    let pods: Vec<&str> = requests
+        .lines()
+        .filter(|l| l.contains("GET /api/v1/pods"))
+        .collect();
+    assert!(!pods.is_empty(), "{requests}");
+    assert!(
+        pods.iter()
+            .all(|l| l.contains("fieldSelector=spec.nodeName%3Dghost")),
+        "{pods:?}"
+    );
+}

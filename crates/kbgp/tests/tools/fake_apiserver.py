@@ -8,7 +8,7 @@ client uses (kube-rs in kbgp, unchanged; Debian's or the image's `kubectl`):
 - discovery: /version, /api, /api/v1, /apis, /apis/GROUP/VERSION (legacy
   discovery documents; clients that ask for aggregated discovery fall back);
 - list with resourceVersion, labelSelector and fieldSelector (metadata.name,
-  metadata.namespace);
+  metadata.namespace, spec.nodeName);
 - watch as a chunked stream of JSON events (ADDED/MODIFIED/DELETED/BOOKMARK),
   resumed from a resourceVersion, with `410 Gone` (an ERROR event, as the real
   server sends) for a version older than the compaction point;
@@ -27,7 +27,7 @@ State is kept in memory and, with --state FILE, written after every change
 and read at start, so a test can kill the server and start it again on the
 same port (an API server outage).
 
-  fake_apiserver.py --port 6443 [--state /tmp/x.json] [--ready-file F]
+  fake_apiserver.py --port 6443 [--host 0.0.0.0] [--state /tmp/x.json]
 """
 import argparse
 import copy
@@ -160,7 +160,8 @@ def field_match(obj, selector):
         k, v = term.split("!=" if neg else "=", 1)
         k, v = k.strip(), v.strip().lstrip("=")
         cur = {"metadata.name": md.get("name"),
-               "metadata.namespace": md.get("namespace")}.get(k)
+               "metadata.namespace": md.get("namespace"),
+               "spec.nodeName": (obj.get("spec") or {}).get("nodeName")}.get(k)
         if (cur == v) == neg:
             return False
     return True
@@ -514,6 +515,24 @@ class Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    def target(self, verb, want_object):
+        """The request's resource path, checked: an object (PUT, PATCH,
+        DELETE) or a collection (POST); None once an error is sent."""
+        p = self.parse_path(urlparse(self.path).path)
+        if p is None or p[3] is None or (p[4] is not None) != want_object:
+            self.fail(405, "MethodNotAllowed",
+                      f"{verb} needs {'an object' if want_object else 'a collection'}")
+            return None
+        return p
+
+    def resource(self, g, v, plural):
+        """The served resource (call with the store's lock held); None once a
+        404 is sent."""
+        res = self.store.resources.get((g, v, plural))
+        if res is None:
+            self.fail(404, "NotFound", f"no resource {plural} in {self.api_version(g, v)}")
+        return res
+
     def do_POST(self):
         u = urlparse(self.path)
         st = self.store
@@ -524,18 +543,18 @@ class Handler(BaseHTTPRequestHandler):
                 st.history = []
                 st.cond.notify_all()
             return self.send_json(200, {"compactedTo": st.min_rv})
-        p = self.parse_path(u.path)
-        if p is None or p[3] is None or p[4] is not None:
-            return self.fail(405, "MethodNotAllowed", "POST needs a collection")
+        p = self.target("POST", want_object=False)
+        if p is None:
+            return
         g, v, ns, plural, _n, _s = p
         try:
             obj = self.body()
         except ValueError as e:
             return self.fail(400, "BadRequest", f"invalid body: {e}")
         with st.cond:
-            res = st.resources.get((g, v, plural))
+            res = self.resource(g, v, plural)
             if res is None:
-                return self.fail(404, "NotFound", f"no resource {plural} in {self.api_version(g, v)}")
+                return
             md = obj.setdefault("metadata", {})
             if not md.get("name") and md.get("generateName"):
                 md["name"] = md["generateName"] + uuid.uuid4().hex[:5]
@@ -565,11 +584,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(201, out)
 
     def write_existing(self, method):
-        u = urlparse(self.path)
         st = self.store
-        p = self.parse_path(u.path)
-        if p is None or p[3] is None or p[4] is None:
-            return self.fail(405, "MethodNotAllowed", f"{method} needs an object")
+        p = self.target(method, want_object=True)
+        if p is None:
+            return
         g, v, ns, plural, name, sub = p
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         try:
@@ -577,9 +595,9 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             return self.fail(400, "BadRequest", f"invalid body: {e}")
         with st.cond:
-            res = st.resources.get((g, v, plural))
+            res = self.resource(g, v, plural)
             if res is None:
-                return self.fail(404, "NotFound", f"no resource {plural}")
+                return
             nsk = (ns or "default") if res["namespaced"] else None
             key = (g, plural, nsk, name)
             cur = st.objects.get(key)
@@ -654,19 +672,18 @@ class Handler(BaseHTTPRequestHandler):
         self.write_existing("PATCH")
 
     def do_DELETE(self):
-        u = urlparse(self.path)
         st = self.store
-        p = self.parse_path(u.path)
-        if p is None or p[3] is None or p[4] is None:
-            return self.fail(405, "MethodNotAllowed", "DELETE needs an object")
+        p = self.target("DELETE", want_object=True)
+        if p is None:
+            return
         g, v, ns, plural, name, _sub = p
         n = int(self.headers.get("Content-Length") or 0)
         if n:
             self.rfile.read(n)
         with st.cond:
-            res = st.resources.get((g, v, plural))
+            res = self.resource(g, v, plural)
             if res is None:
-                return self.fail(404, "NotFound", f"no resource {plural}")
+                return
             key = (g, plural, (ns or "default") if res["namespaced"] else None, name)
             obj = st.objects.pop(key, None)
             if obj is None:
@@ -685,16 +702,12 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--state")
-    ap.add_argument("--ready-file")
     a = ap.parse_args()
     Handler.store = Store(a.state)
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     srv = ThreadingHTTPServer((a.host, a.port), Handler)
     sys.stderr.write(f"fake-apiserver: listening on {a.host}:{a.port}\n")
-    if a.ready_file:
-        with open(a.ready_file, "w") as f:
-            f.write("ready\n")
     srv.serve_forever()
 
 

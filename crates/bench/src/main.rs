@@ -271,11 +271,9 @@ async fn main() -> Result<()> {
         let (inj_s, _) = tokio::time::timeout(deadline, t)
             .await
             .context("injector session timeout")???;
-        let (_r, w) = inj_s.into_split();
-        // Keep the read half: dropping it would not close the socket, but a
-        // daemon's UPDATEs back to the injector must be drained.
+        let (mut r, w) = inj_s.into_split();
+        // Drain what a daemon sends back to the injector, so it never blocks on it.
         tokio::spawn(async move {
-            let mut r = _r;
             let mut b = vec![0u8; 1 << 16];
             while matches!(r.read(&mut b).await, Ok(n) if n > 0) {}
         });

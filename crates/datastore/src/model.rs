@@ -670,23 +670,33 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
             .map_err(|_| cfg_err(format!("prefixes: {c:?} is not a CIDR")))?;
         add(p, "configured prefix");
     }
-    for (list, reason) in [
-        (&gspec.service_cluster_ips, "service cluster IPs"),
-        (&gspec.service_external_ips, "service external IPs"),
-        (
+    let parse_ranges = |list: &[crate::resources::CidrEntry], reason: &str| {
+        list.iter()
+            .map(|e| {
+                e.cidr
+                    .parse::<IpNet>()
+                    .map_err(|_| cfg_err(format!("{reason}: {:?} is not a CIDR", e.cidr)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let ranges = ServiceRanges {
+        cluster: parse_ranges(&gspec.service_cluster_ips, "service cluster IPs")?,
+        external: parse_ranges(&gspec.service_external_ips, "service external IPs")?,
+        load_balancer: parse_ranges(
             &gspec.service_load_balancer_ips,
             "service load balancer IPs",
-        ),
+        )?,
+    };
+    for (list, reason) in [
+        (&ranges.cluster, "service cluster IPs"),
+        (&ranges.external, "service external IPs"),
+        (&ranges.load_balancer, "service load balancer IPs"),
     ] {
-        for e in list {
-            let p: IpNet = e
-                .cidr
-                .parse()
-                .map_err(|_| cfg_err(format!("{reason}: {:?} is not a CIDR", e.cidr)))?;
-            add(p, reason);
+        for p in list {
+            add(*p, reason);
         }
     }
-    for (prefix, reason) in service_addresses(state, gspec, node_name)? {
+    for (prefix, reason) in service_addresses(state, gspec, &ranges, node_name) {
         add(prefix, &reason);
     }
     Ok(Desired {
@@ -694,6 +704,13 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         peers,
         originate,
     })
+}
+
+/// BGPConfiguration's service ranges, parsed.
+struct ServiceRanges {
+    cluster: Vec<IpNet>,
+    external: Vec<IpNet>,
+    load_balancer: Vec<IpNet>,
 }
 
 /// Per-Service addresses, by Calico's and MetalLB's rules: an external IP or a
@@ -709,24 +726,14 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
 fn service_addresses(
     state: &ClusterState,
     g: &BgpConfigurationSpec,
+    ranges: &ServiceRanges,
     node_name: &str,
-) -> Result<Vec<(IpNet, String)>, ConfigError> {
-    let ranges = |list: &[crate::resources::CidrEntry], what: &str| {
-        list.iter()
-            .map(|e| {
-                e.cidr.parse::<IpNet>().map_err(|_| {
-                    invalid(
-                        "BGPConfiguration",
-                        "default",
-                        format!("{what}: {:?} is not a CIDR", e.cidr),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let cluster = ranges(&g.service_cluster_ips, "serviceClusterIPs")?;
-    let external = ranges(&g.service_external_ips, "serviceExternalIPs")?;
-    let lb = ranges(&g.service_load_balancer_ips, "serviceLoadBalancerIPs")?;
+) -> Vec<(IpNet, String)> {
+    let ServiceRanges {
+        cluster,
+        external,
+        load_balancer: lb,
+    } = ranges;
     let inside = |ip: &IpAddr, rs: &[IpNet]| rs.iter().any(|r| r.contains(ip));
     // Services with a ready endpoint on this node.
     let local_ready: std::collections::BTreeSet<String> = state
@@ -741,15 +748,14 @@ fn service_addresses(
         .collect();
     let mut out = Vec::new();
     for svc in state.services.values() {
-        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-        let key = format!("{ns}/{}", svc.metadata.name);
+        let key = svc.metadata.ns_key();
         let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
         if local && !local_ready.contains(&key) {
             continue;
         }
         let parse = |s: &String| s.parse::<IpAddr>().ok();
         for ip in svc.spec.external_ips.iter().filter_map(parse) {
-            if inside(&ip, &external) {
+            if inside(&ip, external) {
                 out.push((IpNet::from(ip), format!("service {key} external IP")));
             } else {
                 tracing::debug!(service = %key, %ip, "external IP outside serviceExternalIPs: not advertised");
@@ -765,7 +771,7 @@ fn service_addresses(
                 .filter_map(|i| i.ip.as_ref())
                 .filter_map(parse)
             {
-                if inside(&ip, &lb) {
+                if inside(&ip, lb) {
                     out.push((IpNet::from(ip), format!("service {key} LoadBalancer IP")));
                 } else {
                     tracing::debug!(service = %key, %ip, "LoadBalancer IP outside serviceLoadBalancerIPs: not advertised");
@@ -780,13 +786,13 @@ fn service_addresses(
                 .chain(svc.spec.cluster_ip.iter())
                 .filter_map(parse)
             {
-                if inside(&ip, &cluster) {
+                if inside(&ip, cluster) {
                     out.push((IpNet::from(ip), format!("service {key} cluster IP (Local)")));
                 }
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn peers_of(
@@ -976,7 +982,7 @@ fn peers_of(
                 .state
                 .allow_lists
                 .values()
-                .filter(|a| a.metadata.namespace.as_deref().unwrap_or("default") == ns)
+                .filter(|a| a.metadata.namespace() == ns)
             {
                 for (i, p) in al.spec.prefixes.iter().enumerate() {
                     let at = || format!("{ns}/{} prefixes[{i}]", al.metadata.name);

@@ -33,6 +33,18 @@ pub struct Meta {
     pub deletion_timestamp: Option<String>,
 }
 
+impl Meta {
+    /// The namespace, `default` when unset (as the API server fills it in).
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// A namespaced object's key: `namespace/name`.
+    pub fn ns_key(&self) -> String {
+        format!("{}/{}", self.namespace(), self.name)
+    }
+}
+
 /// `v1 Node`: only what routing needs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Node {
@@ -214,10 +226,7 @@ impl EndpointSlice {
     /// The Service this slice belongs to: `namespace/name`.
     pub fn service_key(&self) -> Option<String> {
         let svc = self.metadata.labels.get("kubernetes.io/service-name")?;
-        Some(format!(
-            "{}/{svc}",
-            self.metadata.namespace.as_deref().unwrap_or("default")
-        ))
+        Some(format!("{}/{svc}", self.metadata.namespace()))
     }
 }
 
@@ -657,31 +666,10 @@ impl ClusterState {
             Resource::BgpConfiguration(c) => ("BGPConfiguration", key(&c.metadata)),
             Resource::BgpPeer(p) => ("BGPPeer", key(&p.metadata)),
             Resource::BgpFilter(f) => ("BGPFilter", key(&f.metadata)),
-            Resource::Pod(p) => (
-                "Pod",
-                format!(
-                    "{}/{}",
-                    p.metadata.namespace.as_deref().unwrap_or("default"),
-                    p.metadata.name
-                ),
-            ),
+            Resource::Pod(p) => ("Pod", p.metadata.ns_key()),
             Resource::Namespace(n) => ("Namespace", key(&n.metadata)),
-            Resource::AllowList(a) => (
-                "BGPAllowList",
-                format!(
-                    "{}/{}",
-                    a.metadata.namespace.as_deref().unwrap_or("default"),
-                    a.metadata.name
-                ),
-            ),
-            Resource::EndpointSlice(e) => (
-                "EndpointSlice",
-                format!(
-                    "{}/{}",
-                    e.metadata.namespace.as_deref().unwrap_or("default"),
-                    e.metadata.name
-                ),
-            ),
+            Resource::AllowList(a) => ("BGPAllowList", a.metadata.ns_key()),
+            Resource::EndpointSlice(e) => ("EndpointSlice", e.metadata.ns_key()),
         };
         let dup = match r {
             Resource::Node(n) => self.nodes.insert(k.clone(), n).is_some(),

@@ -143,16 +143,7 @@ pub async fn status(o: &ClientOpts) -> u8 {
         .peers
         .iter()
         .map(|p| {
-            let state = if p.state == "Established" {
-                "up"
-            } else {
-                "start"
-            };
-            let mut info = p.info.clone();
-            if p.state != "Established" && !p.last_error.is_empty() && !info.contains(&p.last_error)
-            {
-                info = format!("{info} ({})", p.last_error);
-            }
+            let (state, info) = calico_state(p.state == "Established", &p.info, &p.last_error);
             (
                 is_v6_peer(&p.address),
                 vec![
@@ -167,6 +158,18 @@ pub async fn status(o: &ClientOpts) -> u8 {
         .collect();
     print_peer_tables(&rows);
     0
+}
+
+/// calicoctl's STATE and INFO columns: `up` or `start`, and the session's
+/// info with its last error added while it is not Established.
+pub fn calico_state(established: bool, info: &str, last_error: &str) -> (&'static str, String) {
+    if established {
+        ("up", info.to_string())
+    } else if !last_error.is_empty() && !info.contains(last_error) {
+        ("start", format!("{info} ({last_error})"))
+    } else {
+        ("start", info.to_string())
+    }
 }
 
 /// The IPv4 and IPv6 tables of `calicoctl node status`.
@@ -483,6 +486,24 @@ pub fn check(dir: &Path, node: &str, output: Output) -> u8 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn calico_state_and_info() {
+        assert_eq!(
+            calico_state(true, "Established", "old error"),
+            ("up", "Established".into())
+        );
+        assert_eq!(
+            calico_state(false, "Active", "Connection refused"),
+            ("start", "Active (Connection refused)".into())
+        );
+        // Not twice, and nothing to add without an error.
+        assert_eq!(
+            calico_state(false, "Active Socket: refused", "refused"),
+            ("start", "Active Socket: refused".into())
+        );
+        assert_eq!(calico_state(false, "Idle", ""), ("start", "Idle".into()));
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(civil_date(0), (1970, 1, 1));

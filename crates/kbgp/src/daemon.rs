@@ -181,19 +181,18 @@ impl Cluster {
             peers: peers
                 .iter()
                 .map(|p| {
-                    let up = p.state == bgp_fsm::State::Established;
+                    let (state, info) = crate::cli::calico_state(
+                        p.state == bgp_fsm::State::Established,
+                        &p.info,
+                        p.last_error.as_deref().unwrap_or(""),
+                    );
                     PeerState {
                         peer_address: p.key.clone(),
                         peer_type: p.peer_type.clone(),
-                        state: if up { "up" } else { "start" }.into(),
+                        state: state.into(),
                         session_state: p.state.name().into(),
                         since: p.since,
-                        info: match (&p.last_error, up) {
-                            (Some(e), false) if !p.info.contains(e.as_str()) => {
-                                format!("{} ({e})", p.info)
-                            }
-                            _ => p.info.clone(),
-                        },
+                        info,
                         prefixes_received: p.prefixes_received,
                         prefixes_advertised: p.prefixes_advertised,
                     }

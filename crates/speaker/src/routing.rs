@@ -151,6 +151,7 @@ impl Main {
             }
         }
     }
+
     /// Policy changed for a peer: run what it sent through the new policy
     /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
     pub(crate) async fn reimport(&mut self, key: &str) {

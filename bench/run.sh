@@ -113,16 +113,16 @@ def table(rows):
             rv = f"{r['rss_peak_kb']/bird['rss_peak_kb']:.2f}x" if bird and bird['rss_peak_kb'] else "-"
             print(f"| {n} | {r['daemon']} | {r['converge_ms']/1000:.2f} | {r['withdraw_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
 table(rows)
-if prows:
-    k = prows[0].get('peers', 10)
-    print(f"\nScenario (b): {k} peers each announcing the same prefixes (peer i prepends its AS i+1 times; converged when the monitor holds every prefix via peer 0):\n")
-    table(prows)
 inj = [r for r in rows if not r.get('failed')]
 if inj:
     r = max(inj, key=lambda r: r['prefixes'])
     print(f"\nInjector: {r['prefixes']} prefixes in {r['updates']} UPDATEs ({r['table_bytes']/1e6:.1f} MB, "
           f"{r['attribute_sets']} attribute sets) written in {r['inject_write_ms']} ms "
           f"(the socket write returns once the daemon has read it; the daemon is the bottleneck).")
+if prows:
+    k = prows[0].get('peers', 10)
+    print(f"\nScenario (b): {k} peers each announcing the same prefixes (peer i prepends its AS i+1 times; converged when the monitor holds every prefix via peer 0):\n")
+    table(prows)
 krows = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 if krows:
     print(f"\nScenario (d), kernel install into a fresh namespace (protocol 186, main table):\n")

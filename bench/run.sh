@@ -3,14 +3,15 @@
 # the same method, in one run (the bgperf method; see docs/BENCHMARKS.md).
 #
 #   sudo bench/run.sh                 sizes 10000 100000 1000000
-#   sudo bench/run.sh --quick         10000 only: checks the harness works (CI)
+#   sudo bench/run.sh --quick         small sizes: checks the harness works (CI)
 #   sudo bench/run.sh --sizes "N ..." --daemons "kbgp bird ..."
 #   sudo bench/run.sh --kernel-sizes "N ..."   scenario (d) sizes (default: as --sizes)
 #   sudo bench/run.sh --peer-sizes "N ..."     scenario (b) sizes, 10 peers (default: 100000)
 #
 # Scenarios (a) and (e), one peer announcing then withdrawing N prefixes, run
 # in one network namespace made for the run, on addresses of 198.18.0.0/15 on
-# an interface in it. Scenario (d), kernel install of N routes by kbgp against
+# an interface in it; so does scenario (b), ten peers announcing the same N
+# prefixes (198.18.0.10-19). Scenario (d), kernel install of N routes by kbgp against
 # `ip -batch` of the same routes, runs each measurement in a fresh namespace.
 # Everything is removed at the end.
 set -euo pipefail

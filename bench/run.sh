@@ -7,11 +7,13 @@
 #   sudo bench/run.sh --sizes "N ..." --daemons "kbgp bird ..."
 #   sudo bench/run.sh --kernel-sizes "N ..."   scenario (d) sizes (default: as --sizes)
 #   sudo bench/run.sh --peer-sizes "N ..."     scenario (b) sizes, 10 peers (default: 100000)
+#   sudo bench/run.sh --rr-sizes "K ..."       scenario (c) route-reflector client counts (default: 1000)
 #
 # Scenarios (a) and (e), one peer announcing then withdrawing N prefixes, run
 # in one network namespace made for the run, on addresses of 198.18.0.0/15 on
 # an interface in it; so does scenario (b), ten peers announcing the same N
-# prefixes (198.18.0.10-19). Scenario (d), kernel install of N routes by kbgp against
+# prefixes (198.18.0.10-19); so does scenario (c), the daemon reflecting for
+# K iBGP clients (198.19.0.1 onwards), each announcing 11 prefixes. Scenario (d), kernel install of N routes by kbgp against
 # `ip -batch` of the same routes, runs each measurement in a fresh namespace.
 # Everything is removed at the end.
 set -euo pipefail
@@ -21,14 +23,16 @@ DAEMONS="kbgp bird frr gobgp"
 KSIZES=""
 PSIZES="100000"
 PEERS=10
+RSIZES="1000"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) SIZES="10000"; PSIZES="5000"; shift ;;
+    --quick) SIZES="10000"; PSIZES="5000"; RSIZES="50"; shift ;;
     --sizes) SIZES="$2"; shift 2 ;;
     --daemons) DAEMONS="$2"; shift 2 ;;
     --kernel-sizes) KSIZES="$2"; shift 2 ;;
     --peer-sizes) PSIZES="$2"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"] [--peer-sizes \"N ...\"]" >&2; exit 2 ;;
+    --rr-sizes) RSIZES="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"] [--peer-sizes \"N ...\"] [--rr-sizes \"K ...\"]" >&2; exit 2 ;;
   esac
 done
 KSIZES=${KSIZES:-$SIZES}
@@ -58,11 +62,19 @@ bench_ns() {
   # the daemon (.2), injector (.1), monitor (.3); scenario (b)'s injectors (.10-.19)
   for a in 1 2 3 10 11 12 13 14 15 16 17 18 19; do ip -n "$1" addr add "198.18.0.$a/15" dev bench0; done
 }
+# Scenario (c)'s clients: 198.19.0.0 + i + 1 for i < $2, on the same interface.
+client_addrs() {
+  python3 -c 'import ipaddress,sys
+for i in range(int(sys.argv[1])): print(f"addr add {ipaddress.IPv4Address(0xC6130001 + i)}/15 dev bench0")' "$2" \
+    | ip -n "$1" -batch -
+}
 bench_ns "$NS"
 RESULTS="$W/results.jsonl"
 KRESULTS="$W/kernel.jsonl"
 PRESULTS="$W/peers.jsonl"
+RRESULTS="$W/rr.jsonl"
 : > "$PRESULTS"
+: > "$RRESULTS"
 : > "$RESULTS"
 : > "$KRESULTS"
 # One kbgp-bench run of daemon $3 with $4 prefixes in namespace $1, its JSON
@@ -90,6 +102,15 @@ for n in $PSIZES; do
     sleep 1
   done
 done
+MAXK=$(for k in $RSIZES; do echo "$k"; done | sort -n | tail -1)
+[ -n "$MAXK" ] && client_addrs "$NS" "$MAXK"
+for k in $RSIZES; do
+  for d in $DAEMONS; do
+    echo "== route reflector (c): $d, $k clients" >&2
+    measure "$NS" "$RRESULTS" "$d" "$k" "rr-$d-$k" --rr-clients "$k"
+    sleep 1
+  done
+done
 for n in $KSIZES; do
   for d in ip kbgp; do
     echo "== kernel install (d): $d, $n routes" >&2
@@ -98,7 +119,7 @@ for n in $KSIZES; do
     ip netns del "$KNS"
   done
 done
-python3 - "$RESULTS" "$KRESULTS" "$PRESULTS" <<'PY'
+python3 - "$RESULTS" "$KRESULTS" "$PRESULTS" "$RRESULTS" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 prows = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
@@ -138,6 +159,20 @@ if krows:
             rel = f"{base['install_ms']/max(r['install_ms'],1):.2f}x" if base else "-"
             name = "ip -batch" if r['daemon'] == 'ip' else "kbgp (from first UPDATE)"
             print(f"| {n} | {name} | {r['install_ms']/1000:.2f} | {rate:,.0f} | {rel} |")
-failed = [r for r in rows + krows + prows if r.get('failed')]
+rrows = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
+if rrows:
+    print(f"\nScenario (c), route reflector: K iBGP clients each announce one /26 and ten /32s at once; converged when every client holds the other clients' prefixes:\n")
+    print(f"| clients | daemon | sessions up s | converge s | peak RSS MiB | RSS per client KiB | CPU s | time vs BIRD | RSS/client vs BIRD |")
+    print(f"|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    ck = lambda r: r.get('clients', r['prefixes'])  # a failure line has the client count as 'prefixes'
+    for k in sorted({ck(r) for r in rrows}):
+        bird = next((r for r in rrows if ck(r) == k and r['daemon'] == 'bird' and not r.get('failed')), None)
+        for r in [r for r in rrows if ck(r) == k]:
+            if r.get('failed'):
+                print(f"| {k} | {r['daemon']} | failed | | | | | | |"); continue
+            tv = f"{r['converge_ms']/bird['converge_ms']:.2f}x" if bird and bird['converge_ms'] else "-"
+            rv = f"{r['rss_per_client_kb']/bird['rss_per_client_kb']:.2f}x" if bird else "-"
+            print(f"| {k} | {r['daemon']} | {r['establish_ms']/1000:.2f} | {r['converge_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['rss_per_client_kb']:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
+failed = [r for r in rows + krows + prows + rrows if r.get('failed')]
 sys.exit(1 if failed else 0)
 PY

@@ -6,6 +6,7 @@
 //! then the same for withdrawing all of it. Prints one JSON line.
 
 mod daemons;
+mod rr;
 mod table;
 
 use std::collections::HashMap;
@@ -54,6 +55,12 @@ struct Args {
     /// programming on and time until the kernel holds every route.
     #[arg(long)]
     kernel: bool,
+    /// Scenario (c): the daemon is a route reflector for this many iBGP
+    /// clients (198.19.0.1 onwards, AS 65000), each announcing one /26 and
+    /// ten /32s; converged when every client holds every other client's
+    /// prefixes. `--prefixes` is not used.
+    #[arg(long, default_value_t = 0)]
+    rr_clients: usize,
     /// Scenario (b): this many injectors (198.18.0.10+i, AS 65100+i) announce
     /// the same prefixes, injector i prepending its AS i+1 times; converged
     /// when the monitor holds every prefix via injector 0 (AS 65100).
@@ -124,11 +131,22 @@ fn ip_batch(a: &Args, all: &[Nlri]) -> Result<()> {
     Ok(())
 }
 
-/// Accept the daemon's connection and bring the session up.
+/// Listen on `addr`:179, accept the daemon's connection and bring the session up.
 async fn session(addr: Ipv4Addr, asn: u32) -> Result<(TcpStream, BytesMut)> {
-    let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), 179))
-        .await
+    session_on(listen(addr)?, addr, asn).await
+}
+
+fn listen(addr: Ipv4Addr) -> Result<TcpListener> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.set_reuseaddr(true)?;
+    s.bind(SocketAddr::new(IpAddr::V4(addr), 179))
         .with_context(|| format!("listen on {addr}:179"))?;
+    Ok(s.listen(16)?)
+}
+
+/// Accept the daemon's connection on `l` and bring the session up as
+/// `addr` (router id), AS `asn`, with a daemon of AS 65000.
+async fn session_on(l: TcpListener, addr: Ipv4Addr, asn: u32) -> Result<(TcpStream, BytesMut)> {
     let (mut s, _) = l.accept().await?;
     s.set_nodelay(true)?;
     let mut cfg = SessionCfg::new(asn, RemoteAs::Number(65000), addr);
@@ -215,6 +233,9 @@ fn proc_stats(pid: u32) -> (u64, u64) {
 async fn main() -> Result<()> {
     let a = Args::parse();
     std::fs::create_dir_all(&a.workdir)?;
+    if a.rr_clients > 0 {
+        return rr::run(&a).await;
+    }
     let t_gen = Instant::now();
     let groups = table::generate(a.prefixes, a.seed, NEXT_HOP);
     let ctx = Ctx::modern();

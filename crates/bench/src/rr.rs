@@ -158,7 +158,7 @@ async fn first_error(tasks: Vec<tokio::task::JoinHandle<Result<()>>>) -> String 
 
 pub async fn run(a: &Args) -> Result<()> {
     let k = a.rr_clients;
-    if k < 2 || k > 60_000 {
+    if !(2..=60_000).contains(&k) {
         bail!("--rr-clients: 2 to 60000");
     }
     let clients: Vec<Ipv4Addr> = (0..k).map(client_addr).collect();

@@ -177,52 +177,108 @@ impl OutDiff {
 /// Announcements share an UPDATE when attribute set (by identity), next hop and family match.
 type GroupKey = (*const PathAttrs, NextHop, Family);
 
-/// What we have announced to one peer (a hash map, as the Adj-RIB-In).
+/// The routes sent to peers, each (attribute set, next hop) once for every
+/// peer and prefix that has it, named by a small handle and counted.
+#[derive(Debug, Default)]
+pub struct OutTable {
+    /// By handle - 1: the route and how many Adj-RIB-Out entries hold it
+    /// (`None`: a free slot).
+    entries: Vec<Option<(OutRoute, u32)>>,
+    /// Attribute sets are interned, so identity names them.
+    index: hashbrown::HashMap<(usize, NextHop), u32>,
+    free: Vec<u32>,
+}
+
+impl OutTable {
+    fn acquire(&mut self, r: OutRoute) -> u32 {
+        let key = (Arc::as_ptr(&r.attrs) as usize, r.next_hop);
+        if let Some(h) = self.index.get(&key) {
+            if let Some((_, n)) = &mut self.entries[*h as usize - 1] {
+                *n += 1;
+            }
+            return *h;
+        }
+        let h = match self.free.pop() {
+            Some(h) => {
+                self.entries[h as usize - 1] = Some((r, 1));
+                h
+            }
+            None => {
+                self.entries.push(Some((r, 1)));
+                self.entries.len() as u32
+            }
+        };
+        self.index.insert(key, h);
+        h
+    }
+
+    fn release(&mut self, h: u32) {
+        let slot = &mut self.entries[h as usize - 1];
+        if let Some((r, n)) = slot {
+            *n -= 1;
+            if *n == 0 {
+                self.index
+                    .remove(&(Arc::as_ptr(&r.attrs) as usize, r.next_hop));
+                *slot = None;
+                self.free.push(h);
+            }
+        }
+    }
+
+    /// The route a handle names.
+    pub fn get(&self, h: u32) -> Option<&OutRoute> {
+        self.entries
+            .get((h as usize).checked_sub(1)?)?
+            .as_ref()
+            .map(|(r, _)| r)
+    }
+
+    /// Distinct routes held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+/// What we have announced to one peer: per Loc-RIB destination id
+/// ([`locrib::Dest::id`]) a handle into the shared [`OutTable`]. Four bytes
+/// per destination, whatever the attributes; a peer sent nothing costs
+/// nothing (BIRD keeps one bit per route and channel to the same end).
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    routes: hashbrown::HashMap<IpNet, OutRoute>,
+    /// By destination id: 0 = nothing sent, else an [`OutTable`] handle.
+    sent: Vec<u32>,
+    count: usize,
 }
 
 impl AdjRibOut {
-    /// Move to `wanted`, returning what must be sent. With `full`, everything
-    /// wanted is announced again (initial sync, route refresh).
-    pub fn diff(&mut self, wanted: BTreeMap<IpNet, OutRoute>, full: bool) -> OutDiff {
-        let mut gone: Vec<(IpNet, Option<OutRoute>)> = self
-            .routes
-            .keys()
-            .filter(|p| !wanted.contains_key(p))
-            .map(|p| (*p, None))
-            .collect();
-        gone.sort_by_key(|(p, _)| *p);
-        self.changes(
-            wanted.into_iter().map(|(p, r)| (p, Some(r))).chain(gone),
-            full,
-        )
-    }
-
-    /// Apply changes for some prefixes only (`None` = the peer should not have
-    /// it), returning what must be sent.
+    /// Apply changes for some destinations (`(prefix, id, route)`, `None` =
+    /// the peer should not have it), returning what must be sent:
+    /// announcements grouped by attribute set, next hop and family (one UPDATE
+    /// carries many prefixes), withdrawals by family. With `resend`, wanted
+    /// routes are announced even when the peer has them (initial sync, route
+    /// refresh).
     pub fn update(
         &mut self,
-        changes: impl IntoIterator<Item = (IpNet, Option<OutRoute>)>,
-    ) -> OutDiff {
-        self.changes(changes, false)
-    }
-
-    /// Announcements grouped by attribute set, next hop and family (one
-    /// UPDATE carries many prefixes); withdrawals by family.
-    fn changes(
-        &mut self,
-        changes: impl IntoIterator<Item = (IpNet, Option<OutRoute>)>,
+        table: &mut OutTable,
+        changes: impl IntoIterator<Item = (IpNet, u32, Option<OutRoute>)>,
         resend: bool,
     ) -> OutDiff {
         let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
         let mut order = Vec::new();
         let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
-        for (p, want) in changes {
+        for (p, id, want) in changes {
+            let i = id as usize;
+            let cur = self.sent.get(i).copied().unwrap_or(0);
             match want {
                 Some(r) => {
-                    if !resend && self.routes.get(&p) == Some(&r) {
+                    let same = table.get(cur).is_some_and(|c| {
+                        Arc::ptr_eq(&c.attrs, &r.attrs) && c.next_hop == r.next_hop
+                    });
+                    if same && !resend {
                         continue;
                     }
                     let k = (Arc::as_ptr(&r.attrs), r.next_hop, Nlri::new(p).family());
@@ -234,10 +290,25 @@ impl AdjRibOut {
                         })
                         .1
                         .push(Nlri::new(p));
-                    self.routes.insert(p, r);
+                    if same {
+                        continue;
+                    }
+                    let h = table.acquire(r);
+                    if i >= self.sent.len() {
+                        self.sent.resize(i + 1, 0);
+                    }
+                    self.sent[i] = h;
+                    if cur == 0 {
+                        self.count += 1;
+                    } else {
+                        table.release(cur);
+                    }
                 }
                 None => {
-                    if self.routes.remove(&p).is_some() {
+                    if cur != 0 {
+                        self.sent[i] = 0;
+                        self.count -= 1;
+                        table.release(cur);
                         let n = Nlri::new(p);
                         withdraw.entry(n.family()).or_default().push(n);
                     }
@@ -253,20 +324,36 @@ impl AdjRibOut {
         }
     }
 
+    /// What was sent for destination `id`, as an [`OutTable`] handle.
+    pub fn get(&self, id: u32) -> Option<u32> {
+        self.sent.get(id as usize).copied().filter(|h| *h != 0)
+    }
+
+    /// Drop the entry of a pruned destination (its id is about to be reused).
+    pub fn forget(&mut self, table: &mut OutTable, id: u32) {
+        if let Some(h) = self.sent.get_mut(id as usize) {
+            if *h != 0 {
+                table.release(std::mem::take(h));
+                self.count -= 1;
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.count == 0
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &OutRoute)> {
-        self.routes.iter()
-    }
-
-    pub fn clear(&mut self) {
-        self.routes.clear();
+    /// Forget everything (session down), releasing the shared entries.
+    pub fn clear(&mut self, table: &mut OutTable) {
+        for h in self.sent.drain(..).filter(|h| *h != 0) {
+            table.release(h);
+        }
+        self.sent = Vec::new();
+        self.count = 0;
     }
 }
 
@@ -346,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn adj_rib_out_diff_groups_and_withdraws() {
+    fn adj_rib_out_groups_withdraws_and_shares_the_out_table() {
         let mut i = Interner::default();
         let a1 = i.intern(attrs(1));
         let a2 = i.intern(attrs(2));
@@ -355,35 +442,52 @@ mod tests {
             attrs: a.clone(),
             next_hop: nh,
         };
-        let mut out = AdjRibOut::default();
-        let w: BTreeMap<IpNet, OutRoute> = [
-            ("10.0.0.0/24", &a1),
-            ("10.0.1.0/24", &a1),
-            ("10.0.2.0/24", &a2),
-        ]
-        .iter()
-        .map(|(p, a)| (p.parse().unwrap(), r(a)))
-        .collect();
-        let d = out.diff(w.clone(), false);
+        let mut t = OutTable::default();
+        let (mut out, mut other) = (AdjRibOut::default(), AdjRibOut::default());
+        let p = |s: &str| -> IpNet { s.parse().unwrap() };
+        let want = |a1: &Arc<PathAttrs>, a2: &Arc<PathAttrs>| {
+            vec![
+                (p("10.0.0.0/24"), 0, Some(r(a1))),
+                (p("10.0.1.0/24"), 1, Some(r(a1))),
+                (p("10.0.2.0/24"), 2, Some(r(a2))),
+            ]
+        };
+        let d = out.update(&mut t, want(&a1, &a2), false);
         assert_eq!(d.announce.len(), 2);
         assert_eq!(d.announce[0].3.len(), 2);
-        assert!(out.diff(w.clone(), false).is_empty());
-        assert_eq!(out.diff(w.clone(), true).announce.len(), 2);
-        let mut w2 = w.clone();
-        w2.remove(&"10.0.1.0/24".parse().unwrap());
-        w2.insert("10.0.2.0/24".parse().unwrap(), r(&a1));
-        let d = out.diff(w2, false);
+        assert_eq!((out.len(), t.len()), (3, 2));
+        // A second peer with the same routes adds no table entry.
+        other.update(&mut t, want(&a1, &a2), false);
+        assert_eq!(t.len(), 2);
+        assert!(out.update(&mut t, want(&a1, &a2), false).is_empty());
+        assert_eq!(out.update(&mut t, want(&a1, &a2), true).announce.len(), 2);
+        assert_eq!(out.len(), 3, "a resend changes nothing held");
+        let d = out.update(
+            &mut t,
+            vec![
+                (p("10.0.1.0/24"), 1, None),
+                (p("10.0.2.0/24"), 2, Some(r(&a1))),
+                (p("10.0.9.0/24"), 9, None),
+            ],
+            false,
+        );
         assert_eq!(
             d.withdraw,
-            vec![(
-                Family::IPV4_UNICAST,
-                vec![Nlri::new("10.0.1.0/24".parse().unwrap())]
-            )]
+            vec![(Family::IPV4_UNICAST, vec![Nlri::new(p("10.0.1.0/24"))])]
         );
         assert_eq!(d.announce.len(), 1);
-        assert_eq!(
-            d.announce[0].3,
-            vec![Nlri::new("10.0.2.0/24".parse().unwrap())]
-        );
+        assert_eq!(d.announce[0].3, vec![Nlri::new(p("10.0.2.0/24"))]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(t.get(out.get(2).unwrap()).unwrap().attrs, a1);
+        assert_eq!(out.get(1), None);
+        // Entries go when no peer holds them.
+        other.clear(&mut t);
+        assert_eq!(t.len(), 1);
+        out.forget(&mut t, 0);
+        out.forget(&mut t, 2);
+        assert_eq!((out.len(), t.len()), (0, 0));
+        // A freed handle is reused.
+        out.update(&mut t, vec![(p("10.0.3.0/24"), 3, Some(r(&a2)))], false);
+        assert_eq!(t.get(out.get(3).unwrap()).unwrap().attrs, a2);
     }
 }

@@ -12,6 +12,9 @@ pub struct Dest {
     /// Inline when there is one path (almost every prefix): no allocation.
     pub paths: smallvec::SmallVec<[Path; 1]>,
     pub selected: crate::best::Selected,
+    /// A small number naming this prefix while it is in the Loc-RIB: the
+    /// index of what each peer was sent for it (see [`crate::AdjRibOut`]).
+    pub id: u32,
 }
 
 impl Dest {
@@ -32,12 +35,20 @@ pub enum Changed {
     Yes,
 }
 
+/// A destination whose last path goes stays (with no paths) until
+/// [`LocRib::prune`], so that its id still names it while its withdrawal is
+/// sent; lookups and listings do not show it.
 #[derive(Default)]
 pub struct LocRib {
     v4: PrefixMap<Ipv4Net, Dest>,
     v6: PrefixMap<Ipv6Net, Dest>,
     pub cfg: BestCfg,
     seq: u64,
+    /// Ids of pruned destinations, for reuse; then `next_id` onwards.
+    free_ids: Vec<u32>,
+    next_id: u32,
+    /// Destinations with no path, not yet pruned.
+    empty: usize,
 }
 
 /// What the prefix forwards and advertises: per multipath entry the source
@@ -92,11 +103,46 @@ impl LocRib {
         }
     }
 
+    /// The destination of `prefix`, if it has a path.
     pub fn get(&self, prefix: &IpNet) -> Option<&Dest> {
+        self.get_any(prefix).filter(|d| !d.paths.is_empty())
+    }
+
+    fn get_any(&self, prefix: &IpNet) -> Option<&Dest> {
         match prefix {
             IpNet::V4(p) => self.v4.get(p),
             IpNet::V6(p) => self.v6.get(p),
         }
+    }
+
+    /// The id of `prefix`'s destination, also when its last path is gone
+    /// but it is not pruned yet.
+    pub fn id(&self, prefix: &IpNet) -> Option<u32> {
+        self.get_any(prefix).map(|d| d.id)
+    }
+
+    /// Remove the destinations of `prefixes` that have no path left,
+    /// returning their ids (free for reuse from now on).
+    pub fn prune(&mut self, prefixes: &[IpNet]) -> Vec<u32> {
+        let mut freed = Vec::new();
+        for prefix in prefixes {
+            let id = match self.get_any(prefix) {
+                Some(d) if d.paths.is_empty() => d.id,
+                _ => continue,
+            };
+            match prefix {
+                IpNet::V4(p) => {
+                    self.v4.remove(p);
+                }
+                IpNet::V6(p) => {
+                    self.v6.remove(p);
+                }
+            }
+            self.empty -= 1;
+            self.free_ids.push(id);
+            freed.push(id);
+        }
+        freed
     }
 
     fn reselect(cfg: &BestCfg, d: &mut Dest, before: Selection) -> Changed {
@@ -113,10 +159,26 @@ impl LocRib {
         self.seq += 1;
         let cfg = self.cfg;
         let seq = self.seq;
-        let d = match prefix {
-            IpNet::V4(p) => self.v4.entry(p).or_default(),
-            IpNet::V6(p) => self.v6.entry(p).or_default(),
+        let (free_ids, next_id) = (&mut self.free_ids, &mut self.next_id);
+        let mut created = false;
+        let new_dest = || {
+            created = true;
+            Dest {
+                id: free_ids.pop().unwrap_or_else(|| {
+                    *next_id += 1;
+                    *next_id - 1
+                }),
+                ..Default::default()
+            }
         };
+        let d = match prefix {
+            IpNet::V4(p) => self.v4.entry(p).or_insert_with(new_dest),
+            IpNet::V6(p) => self.v6.entry(p).or_insert_with(new_dest),
+        };
+        if !created && d.paths.is_empty() {
+            // Emptied and not pruned yet: in use again.
+            self.empty -= 1;
+        }
         let before = selection(d);
         match d
             .paths
@@ -162,14 +224,10 @@ impl LocRib {
         }
         let c = Self::reselect(&cfg, d, before);
         if d.paths.is_empty() {
-            match prefix {
-                IpNet::V4(p) => {
-                    self.v4.remove(p);
-                }
-                IpNet::V6(p) => {
-                    self.v6.remove(p);
-                }
-            }
+            // Kept until `prune`, so its id still names it; reported as a
+            // change even if the path was not selected, so that it is pruned.
+            self.empty += 1;
+            return Changed::Yes;
         }
         c
     }
@@ -186,7 +244,13 @@ impl LocRib {
         Self::reselect(&cfg, d, before)
     }
 
+    /// Every destination with a path.
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
+        self.iter_all().filter(|(_, d)| !d.paths.is_empty())
+    }
+
+    /// Every destination, also those emptied and not pruned yet.
+    pub fn iter_all(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
         self.v4
             .iter()
             .map(|(p, d)| (IpNet::V4(p), d))
@@ -198,7 +262,7 @@ impl LocRib {
     }
 
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.len() + self.v6.len() - self.empty
     }
 
     pub fn is_empty(&self) -> bool {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use bgp_fsm::{Negotiated, SessionCfg};
 use bgp_rib::best::{BestCfg, PeerInfo};
 use bgp_rib::locrib::LocRib;
-use bgp_rib::{AdjRibIn, AdjRibOut, Interner};
+use bgp_rib::{AdjRibIn, AdjRibOut, Interner, OutTable};
 use bgp_wire::notification::{self, Notification};
 use bgp_wire::{Family, Nlri, PathAttrs};
 use datastore::{Desired, GlobalCfg, Origination, PeerCfg, PeerTarget};
@@ -161,6 +161,8 @@ pub(crate) struct Main {
     pub peers: BTreeMap<String, PeerEntry>,
     pub interner: Interner,
     pub loc: LocRib,
+    /// What peers were sent, each distinct route once (see `AdjRibOut`).
+    pub out_table: OutTable,
     listener: Option<Listener>,
     /// TCP MD5 keys set on the listener, by peer address.
     md5_keys: BTreeMap<IpAddr, String>,
@@ -211,6 +213,7 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
         peers: BTreeMap::new(),
         interner: Interner::default(),
         loc: LocRib::new(BestCfg::default()),
+        out_table: OutTable::default(),
         listener: None,
         md5_keys: BTreeMap::new(),
         events_tx,
@@ -349,7 +352,8 @@ impl Main {
     }
 
     async fn stop_peer(&mut self, key: &str, n: Notification) {
-        if let Some(p) = self.peers.remove(key) {
+        if let Some(mut p) = self.peers.remove(key) {
+            p.rib_out.clear(&mut self.out_table);
             let _ = p.cmd.send(PeerCmd::Stop(Some(n))).await;
             // Give it a moment to flush the NOTIFICATION; never hang on it.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
@@ -630,9 +634,13 @@ impl Main {
                         .unwrap_or_default(),
                 });
             }
-            for (prefix, r) in p.rib_out.iter().filter(|(pfx, _)| want(pfx)) {
+            let sent = self.loc.iter_all().filter_map(|(pfx, d)| {
+                let r = self.out_table.get(p.rib_out.get(d.id)?)?;
+                Some((pfx, r))
+            });
+            for (prefix, r) in sent.filter(|(pfx, _)| want(pfx)) {
                 out.push(RibEntry {
-                    prefix: *prefix,
+                    prefix,
                     path_id: 0,
                     direction: "advertised",
                     peer: key.clone(),

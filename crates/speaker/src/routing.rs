@@ -299,12 +299,21 @@ impl Main {
             .filter(|(_, p)| p.session.is_some())
             .map(|(k, _)| k.clone())
             .collect();
+        let ids: Vec<Option<u32>> = prefixes.iter().map(|p| self.loc.id(p)).collect();
         for k in keys {
-            let changes: Vec<(IpNet, Option<OutRoute>)> = prefixes
+            let changes: Vec<(IpNet, u32, Option<OutRoute>)> = prefixes
                 .iter()
-                .map(|p| (*p, self.export_one(&k, p)))
+                .zip(&ids)
+                .filter_map(|(p, id)| Some((*p, (*id)?, self.export_one(&k, p))))
                 .collect();
             self.send(&k, changes, false).await;
+        }
+        // Destinations whose last path went have been withdrawn from every
+        // peer: they go now, and their ids are free.
+        for id in self.loc.prune(&prefixes) {
+            for p in self.peers.values_mut() {
+                p.rib_out.forget(&mut self.out_table, id);
+            }
         }
     }
 
@@ -352,20 +361,12 @@ impl Main {
 
     /// Encode and queue the changes for one peer; `full` re-announces
     /// everything and ends with End-of-RIB markers.
-    async fn send(&mut self, key: &str, changes: Vec<(IpNet, Option<OutRoute>)>, full: bool) {
+    async fn send(&mut self, key: &str, changes: Vec<(IpNet, u32, Option<OutRoute>)>, full: bool) {
         let Some(p) = self.peers.get_mut(key) else {
             return;
         };
         let Some(s) = &p.session else { return };
-        let diff = if full {
-            let wanted: BTreeMap<IpNet, OutRoute> = changes
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect();
-            p.rib_out.diff(wanted, true)
-        } else {
-            p.rib_out.update(changes)
-        };
+        let diff = p.rib_out.update(&mut self.out_table, changes, full);
         let ctx = s.neg.ctx();
         let mut buf = BytesMut::new();
         let mut updates = 0;
@@ -396,10 +397,12 @@ impl Main {
 
     /// Everything a peer should have, as a full table.
     async fn sync_full(&mut self, key: &str) {
-        let prefixes = self.loc.prefixes();
-        let changes: Vec<(IpNet, Option<OutRoute>)> = prefixes
-            .iter()
-            .map(|p| (*p, self.export_one(key, p)))
+        // Every destination, also one emptied and not pruned yet that this
+        // peer may still hold.
+        let dests: Vec<(IpNet, u32)> = self.loc.iter_all().map(|(p, d)| (p, d.id)).collect();
+        let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
+            .into_iter()
+            .map(|(p, id)| (p, id, self.export_one(key, &p)))
             .collect();
         self.send(key, changes, true).await;
     }
@@ -490,7 +493,7 @@ impl Main {
                         export_cache: Default::default(),
                     });
                     p.rib_in = Default::default();
-                    p.rib_out.clear();
+                    p.rib_out.clear(&mut self.out_table);
                     self.sync_full(&key).await;
                 }
             }
@@ -502,7 +505,7 @@ impl Main {
                     return;
                 }
                 p.session = None;
-                p.rib_out.clear();
+                p.rib_out.clear(&mut self.out_table);
                 self.rejected.remove(&key);
                 let prefixes: Vec<IpNet> = p.rib_in.iter().map(|((pfx, _), _)| *pfx).collect();
                 p.rib_in = Default::default();

@@ -265,3 +265,46 @@ fn new_attributes_on_the_best_path_are_a_change() {
         "same source and next hop, new attributes"
     );
 }
+
+#[test]
+fn emptied_destinations_keep_their_id_until_pruned_then_it_is_reused() {
+    let mut rib = LocRib::default();
+    let p: IpNet = "10.0.0.0/24".parse().unwrap();
+    let q: IpNet = "10.0.1.0/24".parse().unwrap();
+    rib.upsert(p, ebgp("192.0.2.1", 65001));
+    rib.upsert(q, ebgp("192.0.2.1", 65001));
+    let (ip, iq) = (rib.id(&p).unwrap(), rib.id(&q).unwrap());
+    assert_ne!(ip, iq);
+    assert_eq!(rib.remove(&p, "192.0.2.1", 0), Changed::Yes);
+    // Gone for lookups and counts, still named by its id.
+    assert!(rib.get(&p).is_none());
+    assert_eq!(rib.len(), 1);
+    assert_eq!(rib.prefixes(), vec![q]);
+    assert_eq!(rib.id(&p), Some(ip));
+    assert_eq!(rib.iter_all().count(), 2);
+    // Filled again before pruning: same destination, same id.
+    rib.upsert(p, ebgp("192.0.2.2", 65002));
+    assert_eq!((rib.len(), rib.id(&p)), (2, Some(ip)));
+    assert!(rib.prune(&[p, q]).is_empty(), "neither is empty");
+    rib.remove(&p, "192.0.2.2", 0);
+    assert_eq!(rib.prune(&[p, q]), vec![ip]);
+    assert_eq!(rib.id(&p), None);
+    assert_eq!(rib.iter_all().count(), 1);
+    // The id is reused for the next new destination.
+    let r: IpNet = "10.0.2.0/24".parse().unwrap();
+    rib.upsert(r, ebgp("192.0.2.1", 65001));
+    assert_eq!(rib.id(&r), Some(ip));
+    assert_eq!(rib.len(), 2);
+}
+
+#[test]
+fn removing_an_unselected_last_path_still_reports_a_change() {
+    let mut rib = LocRib::default();
+    let p: IpNet = "10.0.0.0/24".parse().unwrap();
+    let mut x = ebgp("192.0.2.1", 65001);
+    x.igp_cost = None; // unresolvable: never selected
+    assert_eq!(rib.upsert(p, x), Changed::No);
+    assert_eq!(rib.remove(&p, "192.0.2.1", 0), Changed::Yes);
+    assert_eq!(rib.prune(&[p]).len(), 1);
+    assert!(rib.is_empty());
+}

@@ -8,6 +8,7 @@
 #   sudo bench/run.sh --kernel-sizes "N ..."   scenario (d) sizes (default: as --sizes)
 #   sudo bench/run.sh --peer-sizes "N ..."     scenario (b) sizes, 10 peers (default: 100000)
 #   sudo bench/run.sh --rr-sizes "K ..."       scenario (c) route-reflector client counts (default: 1000)
+#   KBGP_BIN=/path/to/kbgp sudo bench/run.sh   measure another kbgp build (A/B comparisons)
 #
 # Scenarios (a) and (e), one peer announcing then withdrawing N prefixes, run
 # in one network namespace made for the run, on addresses of 198.18.0.0/15 on
@@ -38,6 +39,7 @@ done
 KSIZES=${KSIZES:-$SIZES}
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (network namespace)" >&2; exit 2; }
 cargo build --release --locked -p kbgp -p bench >&2
+KBGP_BIN=$(realpath "${KBGP_BIN:-target/release/kbgp}")
 NS=kbbench$$
 W=$(mktemp -d /tmp/kbgp-bench.XXXXXX)
 chmod 755 "$W"
@@ -47,7 +49,7 @@ cleanup() {
     ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "$n" 2>/dev/null || true
   done
-  rm -rf "$W"
+  [ -n "${KBGP_BENCH_KEEP:-}" ] && cp -a "$W" "$KBGP_BENCH_KEEP"; rm -rf "$W"
 }
 trap cleanup EXIT
 # A namespace with a veth pair kept inside it: 198.18.0.0/15 is then a
@@ -82,7 +84,7 @@ RRESULTS="$W/rr.jsonl"
 measure() {
   local ns=$1 out=$2 d=$3 n=$4 dir=$5; shift 5
   if ! ip netns exec "$ns" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" "$@" \
-      --workdir "$W/$dir" --kbgp target/release/kbgp >> "$out"; then
+      --workdir "$W/$dir" --kbgp "$KBGP_BIN" >> "$out"; then
     echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$out"
     tail -5 "$W/$dir/$d.log" >&2 || true
   fi

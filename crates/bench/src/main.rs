@@ -212,14 +212,20 @@ async fn write_chunks(
     Ok(())
 }
 
-fn proc_stats(pid: u32) -> (u64, u64) {
+/// A `/proc/PID/status` field in kB (VmHWM: peak RSS, VmRSS: RSS now).
+fn status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
+    status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// (peak RSS kB, CPU ms) of a process.
+fn proc_stats(pid: u32) -> (u64, u64) {
+    let hwm = status_kb(pid, "VmHWM:");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
@@ -423,6 +429,7 @@ async fn main() -> Result<()> {
         .context("convergence timeout")??;
     let converge = t0.elapsed();
     let loaded = proc_stats(pid);
+    let rss_converged = status_kb(pid, "VmRSS:");
     let t1 = Instant::now();
     let withdraw = withdraw.freeze();
     for w in &inj_ws {
@@ -458,6 +465,7 @@ async fn main() -> Result<()> {
             "converge_ms": converge.as_millis(),
             "withdraw_ms": withdraw_t.as_millis(),
             "rss_idle_kb": idle.0,
+            "rss_converged_kb": rss_converged,
             "rss_peak_kb": loaded.0.max(done.0),
             "cpu_converge_ms": loaded.1.saturating_sub(idle.1),
             "cpu_total_ms": done.1,

@@ -242,12 +242,13 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
             },
             Some(ev) = events.recv() => match ev {
                 // Take every UPDATE already queued (up to a bound) in one turn.
-                PeerEvent::Update { key, gen, update } => {
+                // (Dropping each UPDATE's credit lets its peer decode the next.)
+                PeerEvent::Update { key, gen, update, .. } => {
                     let mut batch = vec![(key, gen, update)];
                     let mut other = None;
                     while batch.len() < UPDATE_BATCH {
                         match events.try_recv() {
-                            Ok(PeerEvent::Update { key, gen, update }) => batch.push((key, gen, update)),
+                            Ok(PeerEvent::Update { key, gen, update, .. }) => batch.push((key, gen, update)),
                             Ok(ev) => { other = Some(ev); break; }
                             Err(_) => break,
                         }

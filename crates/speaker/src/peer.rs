@@ -35,6 +35,13 @@ use tracing::{debug, info, warn, Instrument};
 use crate::status::{lock, unix_now, SharedStatus};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Decoded UPDATEs one peer may have queued for the main loop. Past that the
+/// peer task waits (and TCP flow control slows the sender) instead of a
+/// whole table piling up decoded in memory while the main loop works.
+pub(crate) const UPDATE_CREDIT: usize = 1024;
+/// Longest wait for credit: past it the UPDATE is queued anyway, so that a
+/// main loop blocked on this peer's command queue can never deadlock with it.
+const CREDIT_WAIT: Duration = Duration::from_secs(1);
 pub(crate) const RETRY_BASE: Duration = Duration::from_secs(1);
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -68,6 +75,9 @@ pub(crate) enum PeerEvent {
         key: String,
         gen: u64,
         update: Box<Update>,
+        /// Returned when the main loop takes the UPDATE: a peer has at most
+        /// [`UPDATE_CREDIT`] decoded UPDATEs waiting for it.
+        _credit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     Refresh {
         key: String,
@@ -117,6 +127,7 @@ struct Run {
     /// and the neighbour's once heard.
     iface: Option<(String, u32, std::net::Ipv6Addr)>,
     neighbor: Option<std::net::Ipv6Addr>,
+    credit: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
@@ -228,6 +239,7 @@ impl Peer {
             ev_tx,
             iface: None,
             neighbor: None,
+            credit: std::sync::Arc::new(tokio::sync::Semaphore::new(UPDATE_CREDIT)),
         };
         if let PeerTarget::Interface(ifname) = &self.cfg.target {
             // Unnumbered: find the interface, then hear the neighbour by RA.
@@ -590,10 +602,16 @@ impl Peer {
                     }
                 }
                 Output::Update(u) => {
+                    let credit =
+                        tokio::time::timeout(CREDIT_WAIT, run.credit.clone().acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
                     let _ = self.main.send(PeerEvent::Update {
                         key: self.key.clone(),
                         gen: run.gen,
                         update: u,
+                        _credit: credit,
                     });
                 }
                 Output::RouteRefresh(rr) => {

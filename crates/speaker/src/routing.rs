@@ -514,7 +514,9 @@ impl Main {
                 self.propagate(changed).await;
                 self.interner.collect();
             }
-            PeerEvent::Update { key, gen, update } => {
+            PeerEvent::Update {
+                key, gen, update, ..
+            } => {
                 self.updates(vec![(key, gen, update)]).await;
             }
             PeerEvent::Refresh { key, gen, rr } => {

@@ -76,12 +76,41 @@ pub struct Applied {
 
 /// One peer's Adj-RIB-In. A hash map: every access is by exact key, and
 /// nothing needs it ordered (listings are sorted where they are shown).
+/// An entry is 40 bytes: the key, the shared attribute set, and the next hop
+/// as an index into the peer's few distinct next hops.
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    routes: hashbrown::HashMap<RouteKey, Route>,
+    routes: hashbrown::HashMap<RouteKey, Stored>,
+    next_hops: Vec<NextHop>,
+    nh_index: hashbrown::HashMap<NextHop, u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    attrs: Arc<PathAttrs>,
+    next_hop: u32,
+    since: u32,
 }
 
 impl AdjRibIn {
+    fn next_hop_index(&mut self, nh: NextHop) -> u32 {
+        if let Some(i) = self.nh_index.get(&nh) {
+            return *i;
+        }
+        self.next_hops.push(nh);
+        let i = self.next_hops.len() as u32 - 1;
+        self.nh_index.insert(nh, i);
+        i
+    }
+
+    fn route(&self, s: &Stored) -> Route {
+        Route {
+            attrs: s.attrs.clone(),
+            next_hop: self.next_hops[s.next_hop as usize],
+            since: s.since,
+        }
+    }
+
     /// Apply an UPDATE: withdrawals (including RFC 7606 treat-as-withdraw),
     /// then announcements (implicitly replacing earlier ones).
     pub fn apply(&mut self, u: &Update, interner: &mut Interner, now: SystemTime) -> Applied {
@@ -100,6 +129,8 @@ impl AdjRibIn {
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0);
         let mut attrs: Option<Arc<PathAttrs>> = None;
+        // The NLRI of one family share a next hop: look it up once per run.
+        let mut last_nh: Option<(NextHop, u32)> = None;
         for (n, nh) in u.announcements() {
             let a = attrs
                 .get_or_insert_with(|| {
@@ -109,11 +140,19 @@ impl AdjRibIn {
                     interner.intern(a)
                 })
                 .clone();
+            let nh_i = match last_nh {
+                Some((x, i)) if x == nh => i,
+                _ => {
+                    let i = self.next_hop_index(nh);
+                    last_nh = Some((nh, i));
+                    i
+                }
+            };
             self.routes.insert(
                 (n.prefix, n.path_id.unwrap_or(0)),
-                Route {
+                Stored {
                     attrs: a,
-                    next_hop: nh,
+                    next_hop: nh_i,
                     since: now,
                 },
             );
@@ -138,19 +177,25 @@ impl AdjRibIn {
             .count()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&RouteKey, &Route)> {
-        self.routes.iter()
+    /// Every route, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&RouteKey, Route)> + '_ {
+        self.routes.iter().map(|(k, s)| (k, self.route(s)))
+    }
+
+    /// Every prefix with a route (once per path).
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.routes.keys().map(|(p, _)| *p)
     }
 
     /// Every path of one prefix (a scan: for tests and diagnostics).
-    pub fn get(&self, prefix: &IpNet) -> Vec<&Route> {
-        let mut v: Vec<(&RouteKey, &Route)> = self
+    pub fn get(&self, prefix: &IpNet) -> Vec<Route> {
+        let mut v: Vec<(&RouteKey, &Stored)> = self
             .routes
             .iter()
             .filter(|((p, _), _)| p == prefix)
             .collect();
         v.sort_by_key(|(k, _)| **k);
-        v.into_iter().map(|(_, r)| r).collect()
+        v.into_iter().map(|(_, s)| self.route(s)).collect()
     }
 }
 

@@ -71,12 +71,14 @@ pub struct Target<'a> {
     pub local: SocketAddr,
 }
 
-/// The route `best` becomes when sent to `to`, or `None` when it must not be sent.
-/// Per-session memo of transformed attribute sets: the result depends only on
-/// the input set and how it is sent (reflected, from where), not on the prefix.
+/// Memo of transformed attribute sets, shared by every session: the result
+/// depends only on the input set (by identity), how it is sent (reflected,
+/// from which router, local or not) and whether to iBGP or eBGP, never on the
+/// prefix or on which peer of a kind it goes to.
 pub type ExportCache =
-    hashbrown::HashMap<(usize, bool, u32, bool), (Arc<PathAttrs>, Arc<PathAttrs>)>;
+    hashbrown::HashMap<(usize, bool, u32, bool, bool), (Arc<PathAttrs>, Arc<PathAttrs>)>;
 
+/// The route `best` becomes when sent to `to`, or `None` when it must not be sent.
 pub fn export(
     prefix: &IpNet,
     best: &Path,
@@ -130,6 +132,7 @@ pub fn export(
         reflected,
         src_id,
         best.is_local(),
+        to_ibgp,
     );
     if let Some((_, out)) = cache.get(&key) {
         return Some(OutRoute {

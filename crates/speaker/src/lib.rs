@@ -134,8 +134,6 @@ pub(crate) struct Session {
     pub info: Arc<PeerInfo>,
     /// Families the peer has sent End-of-RIB for.
     pub eor: BTreeSet<Family>,
-    /// Transformed attribute sets for this session (see `export::ExportCache`).
-    pub export_cache: export::ExportCache,
 }
 
 pub(crate) struct PeerEntry {
@@ -163,6 +161,8 @@ pub(crate) struct Main {
     pub loc: LocRib,
     /// What peers were sent, each distinct route once (see `AdjRibOut`).
     pub out_table: OutTable,
+    /// Attribute sets as exported, shared by every session (see `export::ExportCache`).
+    pub export_cache: export::ExportCache,
     listener: Option<Listener>,
     /// TCP MD5 keys set on the listener, by peer address.
     md5_keys: BTreeMap<IpAddr, String>,
@@ -214,6 +214,7 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
         interner: Interner::default(),
         loc: LocRib::new(BestCfg::default()),
         out_table: OutTable::default(),
+        export_cache: Default::default(),
         listener: None,
         md5_keys: BTreeMap::new(),
         events_tx,
@@ -358,7 +359,7 @@ impl Main {
             let _ = p.cmd.send(PeerCmd::Stop(Some(n))).await;
             // Give it a moment to flush the NOTIFICATION; never hang on it.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
-            let prefixes: Vec<IpNet> = p.rib_in.iter().map(|((pfx, _), _)| *pfx).collect();
+            let prefixes: Vec<IpNet> = p.rib_in.prefixes().collect();
             let changed = self.withdraw_all_from(key, prefixes);
             self.propagate(changed).await;
         }
@@ -486,6 +487,8 @@ impl Main {
         sum.changed = changed;
         let global_changed = self.global.as_ref() != Some(&d.global);
         self.global = Some(d.global.clone());
+        // Exported attribute sets depend on the global configuration.
+        self.export_cache.clear();
         for (k, c) in &d.peers {
             if !self.peers.contains_key(k) {
                 if !sum.changed.contains(k) {

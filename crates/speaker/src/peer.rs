@@ -139,7 +139,9 @@ fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
 }
 
 async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEvent>) {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Small to start (a thousand idle sessions hold little); it grows while a
+    // table streams in.
+    let mut buf = BytesMut::with_capacity(4096);
     loop {
         loop {
             match frame_len(&buf, MAX_LEN_EXTENDED) {

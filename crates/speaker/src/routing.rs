@@ -322,8 +322,8 @@ impl Main {
         let p = self.peers.get_mut(key)?;
         let s = p.session.as_mut()?;
         // Entries of attribute sets no longer in use would pile up: start over.
-        if s.export_cache.len() > 2 * self.interner.len() + 4096 {
-            s.export_cache.clear();
+        if self.export_cache.len() > 2 * self.interner.len() + 4096 {
+            self.export_cache.clear();
         }
         let best = self.loc.get(prefix)?.best()?;
         let target = Target {
@@ -338,7 +338,7 @@ impl Main {
             &target,
             g,
             &mut self.interner,
-            &mut s.export_cache,
+            &mut self.export_cache,
         )?;
         if p.cfg.filters.is_empty() {
             return Some(out);
@@ -490,7 +490,6 @@ impl Main {
                         local,
                         info,
                         eor: Default::default(),
-                        export_cache: Default::default(),
                     });
                     p.rib_in = Default::default();
                     p.rib_out.clear(&mut self.out_table);
@@ -507,7 +506,7 @@ impl Main {
                 p.session = None;
                 p.rib_out.clear(&mut self.out_table);
                 self.rejected.remove(&key);
-                let prefixes: Vec<IpNet> = p.rib_in.iter().map(|((pfx, _), _)| *pfx).collect();
+                let prefixes: Vec<IpNet> = p.rib_in.prefixes().collect();
                 p.rib_in = Default::default();
                 info!(peer = %key, routes = prefixes.len(), "session down: routes from this peer removed");
                 let changed = self.withdraw_all_from(&key, prefixes);

@@ -115,6 +115,12 @@ impl LocRib {
         }
     }
 
+    /// The id and best path of `prefix`'s destination, also when its last
+    /// path is gone but it is not pruned yet (then no best path).
+    pub fn lookup(&self, prefix: &IpNet) -> Option<(u32, Option<&Path>)> {
+        self.get_any(prefix).map(|d| (d.id, d.best()))
+    }
+
     /// The id of `prefix`'s destination, also when its last path is gone
     /// but it is not pruned yet.
     pub fn id(&self, prefix: &IpNet) -> Option<u32> {

@@ -299,25 +299,40 @@ impl Main {
             .filter(|(_, p)| p.session.is_some())
             .map(|(k, _)| k.clone())
             .collect();
-        let ids: Vec<Option<u32>> = prefixes.iter().map(|p| self.loc.id(p)).collect();
+        // One Loc-RIB lookup per prefix, whatever the number of peers.
+        let dests: Vec<(IpNet, u32, Option<Path>)> = prefixes
+            .iter()
+            .filter_map(|p| {
+                let (id, best) = self.loc.lookup(p)?;
+                Some((*p, id, best.cloned()))
+            })
+            .collect();
         for k in keys {
-            let changes: Vec<(IpNet, u32, Option<OutRoute>)> = prefixes
+            let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
                 .iter()
-                .zip(&ids)
-                .filter_map(|(p, id)| Some((*p, (*id)?, self.export_one(&k, p))))
+                .map(|(p, id, best)| {
+                    let out = best.as_ref().and_then(|b| self.export_path(&k, p, b));
+                    (*p, *id, out)
+                })
                 .collect();
             self.send(&k, changes, false).await;
         }
         // Destinations whose last path went have been withdrawn from every
         // peer: they go now, and their ids are free.
-        for id in self.loc.prune(&prefixes) {
+        let emptied: Vec<IpNet> = dests
+            .iter()
+            .filter(|(_, _, best)| best.is_none())
+            .map(|(p, _, _)| *p)
+            .collect();
+        for id in self.loc.prune(&emptied) {
             for p in self.peers.values_mut() {
                 p.rib_out.forget(&mut self.out_table, id);
             }
         }
     }
 
-    fn export_one(&mut self, key: &str, prefix: &IpNet) -> Option<OutRoute> {
+    /// What `key` should have for `prefix` whose best path is `best`.
+    fn export_path(&mut self, key: &str, prefix: &IpNet, best: &Path) -> Option<OutRoute> {
         let g = self.global.as_ref()?;
         let p = self.peers.get_mut(key)?;
         let s = p.session.as_mut()?;
@@ -325,7 +340,6 @@ impl Main {
         if self.export_cache.len() > 2 * self.interner.len() + 4096 {
             self.export_cache.clear();
         }
-        let best = self.loc.get(prefix)?.best()?;
         let target = Target {
             key,
             cfg: &p.cfg,
@@ -399,10 +413,17 @@ impl Main {
     async fn sync_full(&mut self, key: &str) {
         // Every destination, also one emptied and not pruned yet that this
         // peer may still hold.
-        let dests: Vec<(IpNet, u32)> = self.loc.iter_all().map(|(p, d)| (p, d.id)).collect();
+        let dests: Vec<(IpNet, u32, Option<Path>)> = self
+            .loc
+            .iter_all()
+            .map(|(p, d)| (p, d.id, d.best().cloned()))
+            .collect();
         let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
             .into_iter()
-            .map(|(p, id)| (p, id, self.export_one(key, &p)))
+            .map(|(p, id, best)| {
+                let out = best.and_then(|b| self.export_path(key, &p, &b));
+                (p, id, out)
+            })
             .collect();
         self.send(key, changes, true).await;
     }

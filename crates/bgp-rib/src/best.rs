@@ -219,8 +219,10 @@ pub fn multipath_equal(a: &Path, b: &Path) -> bool {
 /// Order `paths` best first and return the indices of the multipath set:
 /// the best path first, then equal paths with other next hops (empty when no
 /// path is eligible).
-/// Indices of the selected paths, best first (inline up to four: no allocation).
-pub type Selected = smallvec::SmallVec<[usize; 4]>;
+/// Indices of the selected paths, best first (inline up to four: no
+/// allocation; 16-bit: paths past the 65,536th of a prefix are never in a
+/// multipath set).
+pub type Selected = smallvec::SmallVec<[u16; 4]>;
 
 pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
     paths.sort_by(|a, b| compare(a, b, cfg).0);
@@ -239,13 +241,13 @@ pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
     let mut set: Selected = smallvec::smallvec![0];
     let mut hops: smallvec::SmallVec<[std::net::IpAddr; 4]> =
         smallvec::smallvec![best.next_hop.addr()];
-    for (i, p) in paths.iter().enumerate().skip(1) {
+    for (i, p) in paths.iter().enumerate().skip(1).take(u16::MAX as usize) {
         if set.len() >= max || !multipath_equal(best, p) {
             break;
         }
         if !hops.contains(&p.next_hop.addr()) {
             hops.push(p.next_hop.addr());
-            set.push(i);
+            set.push(i as u16);
         }
     }
     set

@@ -19,10 +19,10 @@ pub struct Dest {
 
 impl Dest {
     pub fn best(&self) -> Option<&Path> {
-        self.selected.first().map(|i| &self.paths[*i])
+        self.selected.first().map(|i| &self.paths[usize::from(*i)])
     }
     pub fn multipath(&self) -> impl Iterator<Item = &Path> {
-        self.selected.iter().map(|i| &self.paths[*i])
+        self.selected.iter().map(|i| &self.paths[usize::from(*i)])
     }
 }
 

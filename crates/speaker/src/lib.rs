@@ -612,7 +612,8 @@ impl Main {
                 let is = |i: usize| {
                     d.is_some_and(|d| {
                         d.selected.get(i).is_some_and(|x| {
-                            d.paths[*x].source.key() == key && d.paths[*x].path_id == *path_id
+                            let x = &d.paths[usize::from(*x)];
+                            x.source.key() == key && x.path_id == *path_id
                         })
                     })
                 };

@@ -3,9 +3,11 @@
 //! - [`Interner`]: identical attribute sets are stored once and shared by
 //!   `Arc` (a table has far fewer distinct sets than prefixes).
 //! - [`AdjRibIn`]: what one peer announced, after RFC 7606 repair.
-//! - [`AdjRibOut`]: what we announced to one peer; [`AdjRibOut::diff`]
-//!   turns a new wanted set into the minimal announcements and withdrawals,
-//!   grouped by attribute set so one UPDATE carries many prefixes.
+//! - [`AdjRibOut`]: what we announced to one peer, as a handle per Loc-RIB
+//!   destination id into the [`OutTable`] all peers share;
+//!   [`AdjRibOut::update`] turns wanted routes into the minimal announcements
+//!   and withdrawals, grouped by attribute set so one UPDATE carries many
+//!   prefixes.
 //!
 //! - [`locrib::LocRib`]: every path per prefix in a prefix trie, with the best
 //!   path and ECMP set chosen by [`best`].

@@ -178,6 +178,9 @@ pub(crate) struct Main {
     /// kbgp routes found at start-up, swept once sessions have converged.
     pub stale: BTreeSet<IpNet>,
     pub sweep_at: Option<tokio::time::Instant>,
+    /// The runtime peer tasks, the listener and the kernel task run on (the
+    /// main loop has a thread of its own).
+    pub rt: tokio::runtime::Handle,
 }
 
 /// How long stale kernel routes of an earlier run may wait for sessions to re-converge.
@@ -189,9 +192,28 @@ pub fn start() -> SpeakerHandle {
 }
 
 /// Start a speaker with a given kernel (`None`: never read nor write kernel routes).
+///
+/// The main loop runs on a thread of its own (a single-threaded runtime):
+/// the RIBs are always worked on, and allocated from, the same thread, and
+/// the caller's runtime keeps its workers for the peer tasks (reading,
+/// decoding, writing), the listener and the kernel task, which the main loop
+/// spawns there.
 pub fn start_with(kernel: Option<KernelChoice>) -> SpeakerHandle {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(main_loop(rx, kernel));
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("kbgp-main".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(main_rt) => main_rt.block_on(main_loop(rx, kernel, rt)),
+                // Nothing will answer: the handle's commands fail as after a shutdown.
+                Err(e) => tracing::error!("cannot start the speaker's runtime: {e}"),
+            }
+        })
+        .expect("spawn the speaker thread");
     SpeakerHandle { tx }
 }
 
@@ -199,8 +221,20 @@ pub fn start_with(kernel: Option<KernelChoice>) -> SpeakerHandle {
 /// make few big UPDATEs out of many small ones, small enough that the main
 /// loop still answers commands promptly under a full-table load.
 const UPDATE_BATCH: usize = 2048;
+/// ... and at most about this many prefixes (announced or withdrawn): the
+/// per-turn change lists stay small even when each UPDATE withdraws a
+/// thousand prefixes.
+const BATCH_PREFIXES: usize = 16_384;
 
-async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<KernelChoice>) {
+fn prefix_count(u: &bgp_wire::Update) -> usize {
+    u.withdrawals().count() + u.announcements().count()
+}
+
+async fn main_loop(
+    mut cmds: mpsc::Receiver<Command>,
+    kernel_choice: Option<KernelChoice>,
+    rt: tokio::runtime::Handle,
+) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (incoming_tx, mut incoming) = mpsc::unbounded_channel();
     let (kernel_events_tx, mut kernel_events) = mpsc::unbounded_channel();
@@ -226,6 +260,7 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
         installed: BTreeMap::new(),
         stale: BTreeSet::new(),
         sweep_at: None,
+        rt,
     };
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -245,11 +280,15 @@ async fn main_loop(mut cmds: mpsc::Receiver<Command>, kernel_choice: Option<Kern
                 // Take every UPDATE already queued (up to a bound) in one turn.
                 // (Dropping each UPDATE's credit lets its peer decode the next.)
                 PeerEvent::Update { key, gen, update, .. } => {
+                    let mut prefixes = prefix_count(&update);
                     let mut batch = vec![(key, gen, update)];
                     let mut other = None;
-                    while batch.len() < UPDATE_BATCH {
+                    while batch.len() < UPDATE_BATCH && prefixes < BATCH_PREFIXES {
                         match events.try_recv() {
-                            Ok(PeerEvent::Update { key, gen, update, .. }) => batch.push((key, gen, update)),
+                            Ok(PeerEvent::Update { key, gen, update, .. }) => {
+                                prefixes += prefix_count(&update);
+                                batch.push((key, gen, update));
+                            }
                             Ok(ev) => { other = Some(ev); break; }
                             Err(_) => break,
                         }
@@ -337,7 +376,7 @@ impl Main {
             main: self.events_tx.clone(),
             cmds: rx,
         };
-        let task = tokio::spawn(peer.run());
+        let task = self.rt.spawn(peer.run());
         self.peers.insert(
             key,
             PeerEntry {
@@ -406,12 +445,17 @@ impl Main {
                 l.task.abort();
             }
             self.md5_keys.clear();
-            match bind_listener(bind) {
+            // Registered with the workers' runtime, where it is polled.
+            let bound = {
+                let _rt = self.rt.enter();
+                bind_listener(bind)
+            };
+            match bound {
                 Ok(l) => {
                     use std::os::fd::AsRawFd;
                     info!(addr = %bind, "listening for BGP connections");
                     let l = Arc::new(l);
-                    let task = tokio::spawn(accept_loop(l.clone(), self.incoming_tx.clone()));
+                    let task = self.rt.spawn(accept_loop(l.clone(), self.incoming_tx.clone()));
                     self.listener = Some(Listener {
                         bind,
                         fd: l.as_raw_fd(),

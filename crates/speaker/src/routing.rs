@@ -595,7 +595,12 @@ impl Main {
         {
             return;
         }
-        match kernel::spawn(&choice, g.kernel_route_table, self.kernel_events_tx.clone()) {
+        // The netlink socket and its task live on the workers' runtime.
+        let spawned = {
+            let _rt = self.rt.enter();
+            kernel::spawn(&choice, g.kernel_route_table, self.kernel_events_tx.clone())
+        };
+        match spawned {
             Ok(tx) => {
                 self.kernel = Some((g.kernel_route_table, tx));
                 self.installed.clear();

@@ -455,7 +455,9 @@ impl Main {
                     use std::os::fd::AsRawFd;
                     info!(addr = %bind, "listening for BGP connections");
                     let l = Arc::new(l);
-                    let task = self.rt.spawn(accept_loop(l.clone(), self.incoming_tx.clone()));
+                    let task = self
+                        .rt
+                        .spawn(accept_loop(l.clone(), self.incoming_tx.clone()));
                     self.listener = Some(Listener {
                         bind,
                         fd: l.as_raw_fd(),

@@ -1,8 +1,14 @@
-//! The Loc-RIB: every path to every prefix, in a prefix trie per family, with
-//! the best path and the multipath set kept current.
+//! The Loc-RIB: every path to every prefix, with the best path and the
+//! multipath set kept current.
+//!
+//! Destinations live in a slab indexed by their id (the same small number
+//! that names them in every peer's Adj-RIB-Out); a hash index per family maps
+//! a prefix to its id. Every Loc-RIB operation is an exact-prefix one (the
+//! kernel does longest-prefix matching, `fib::Resolver` next-hop lookups), so
+//! one hash probe and one array index per operation, instead of a trie walk
+//! over nodes that hold the destinations themselves.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use prefix_trie::PrefixMap;
 
 use crate::best::{select, BestCfg, Path};
 
@@ -40,52 +46,41 @@ pub enum Changed {
 /// sent; lookups and listings do not show it.
 #[derive(Default)]
 pub struct LocRib {
-    v4: PrefixMap<Ipv4Net, Dest>,
-    v6: PrefixMap<Ipv6Net, Dest>,
+    v4: hashbrown::HashMap<Ipv4Net, u32>,
+    v6: hashbrown::HashMap<Ipv6Net, u32>,
+    /// By id; the slot of a pruned id is empty until the id is reused.
+    dests: Vec<Dest>,
     pub cfg: BestCfg,
     seq: u64,
-    /// Ids of pruned destinations, for reuse; then `next_id` onwards.
+    /// Ids of pruned destinations, for reuse; then `dests.len()` onwards.
     free_ids: Vec<u32>,
-    next_id: u32,
     /// Destinations with no path, not yet pruned.
     empty: usize,
 }
 
-/// What the prefix forwards and advertises: per multipath entry the source
-/// (by identity), path id, next hop and attribute set (by identity). Compared
-/// before and after a change; no allocation for up to eight paths.
-#[derive(PartialEq, Eq)]
-struct Selection {
-    n: usize,
-    first: [(usize, u32, Option<std::net::IpAddr>, usize); 8],
-    rest: Vec<(usize, u32, Option<std::net::IpAddr>, usize)>,
-}
+/// One multipath entry as compared: source (by identity), path id, next hop
+/// and attribute set (by identity).
+type SelEntry = (usize, u32, std::net::IpAddr, usize);
+
+/// What the prefix forwards and advertises, compared before and after a
+/// change; inline (no allocation) for up to two paths.
+type Selection = smallvec::SmallVec<[SelEntry; 2]>;
 
 fn selection(d: &Dest) -> Selection {
-    let mut s = Selection {
-        n: 0,
-        first: [(0, 0, None, 0); 8],
-        rest: Vec::new(),
-    };
-    for p in d.multipath() {
-        let src = match &p.source {
-            crate::best::Source::Local => 0,
-            crate::best::Source::Peer(i) => std::sync::Arc::as_ptr(i) as usize,
-        };
-        let e = (
-            src,
-            p.path_id,
-            Some(p.next_hop.addr()),
-            std::sync::Arc::as_ptr(&p.attrs) as usize,
-        );
-        if s.n < 8 {
-            s.first[s.n] = e;
-        } else {
-            s.rest.push(e);
-        }
-        s.n += 1;
-    }
-    s
+    d.multipath()
+        .map(|p| {
+            let src = match &p.source {
+                crate::best::Source::Local => 0,
+                crate::best::Source::Peer(i) => std::sync::Arc::as_ptr(i) as usize,
+            };
+            (
+                src,
+                p.path_id,
+                p.next_hop.addr(),
+                std::sync::Arc::as_ptr(&p.attrs) as usize,
+            )
+        })
+        .collect()
 }
 
 impl LocRib {
@@ -96,11 +91,16 @@ impl LocRib {
         }
     }
 
-    fn dest_mut(&mut self, prefix: &IpNet) -> Option<&mut Dest> {
+    fn id_any(&self, prefix: &IpNet) -> Option<u32> {
         match prefix {
-            IpNet::V4(p) => self.v4.get_mut(p),
-            IpNet::V6(p) => self.v6.get_mut(p),
+            IpNet::V4(p) => self.v4.get(p).copied(),
+            IpNet::V6(p) => self.v6.get(p).copied(),
         }
+    }
+
+    fn dest_mut(&mut self, prefix: &IpNet) -> Option<&mut Dest> {
+        let id = self.id_any(prefix)?;
+        Some(&mut self.dests[id as usize])
     }
 
     /// The destination of `prefix`, if it has a path.
@@ -109,10 +109,7 @@ impl LocRib {
     }
 
     fn get_any(&self, prefix: &IpNet) -> Option<&Dest> {
-        match prefix {
-            IpNet::V4(p) => self.v4.get(p),
-            IpNet::V6(p) => self.v6.get(p),
-        }
+        self.id_any(prefix).map(|id| &self.dests[id as usize])
     }
 
     /// The id and best path of `prefix`'s destination, also when its last
@@ -124,7 +121,7 @@ impl LocRib {
     /// The id of `prefix`'s destination, also when its last path is gone
     /// but it is not pruned yet.
     pub fn id(&self, prefix: &IpNet) -> Option<u32> {
-        self.get_any(prefix).map(|d| d.id)
+        self.id_any(prefix)
     }
 
     /// Remove the destinations of `prefixes` that have no path left,
@@ -132,18 +129,19 @@ impl LocRib {
     pub fn prune(&mut self, prefixes: &[IpNet]) -> Vec<u32> {
         let mut freed = Vec::new();
         for prefix in prefixes {
-            let id = match self.get_any(prefix) {
-                Some(d) if d.paths.is_empty() => d.id,
-                _ => continue,
+            let Some(id) = self.id_any(prefix) else {
+                continue;
             };
-            match prefix {
-                IpNet::V4(p) => {
-                    self.v4.remove(p);
-                }
-                IpNet::V6(p) => {
-                    self.v6.remove(p);
-                }
+            let d = &mut self.dests[id as usize];
+            if !d.paths.is_empty() {
+                continue;
             }
+            // Give the slot's memory back (a multipath set may have spilled).
+            *d = Dest::default();
+            match prefix {
+                IpNet::V4(p) => self.v4.remove(p),
+                IpNet::V6(p) => self.v6.remove(p),
+            };
             self.empty -= 1;
             self.free_ids.push(id);
             freed.push(id);
@@ -165,22 +163,21 @@ impl LocRib {
         self.seq += 1;
         let cfg = self.cfg;
         let seq = self.seq;
-        let (free_ids, next_id) = (&mut self.free_ids, &mut self.next_id);
+        let (free_ids, dests) = (&mut self.free_ids, &mut self.dests);
         let mut created = false;
-        let new_dest = || {
+        let mut new_id = || {
             created = true;
-            Dest {
-                id: free_ids.pop().unwrap_or_else(|| {
-                    *next_id += 1;
-                    *next_id - 1
-                }),
-                ..Default::default()
-            }
+            free_ids.pop().unwrap_or_else(|| {
+                dests.push(Dest::default());
+                dests.len() as u32 - 1
+            })
         };
-        let d = match prefix {
-            IpNet::V4(p) => self.v4.entry(p).or_insert_with(new_dest),
-            IpNet::V6(p) => self.v6.entry(p).or_insert_with(new_dest),
+        let id = *match prefix {
+            IpNet::V4(p) => self.v4.entry(p).or_insert_with(&mut new_id),
+            IpNet::V6(p) => self.v6.entry(p).or_insert_with(&mut new_id),
         };
+        let d = &mut self.dests[id as usize];
+        d.id = id;
         if !created && d.paths.is_empty() {
             // Emptied and not pruned yet: in use again.
             self.empty -= 1;
@@ -250,21 +247,30 @@ impl LocRib {
         Self::reselect(&cfg, d, before)
     }
 
-    /// Every destination with a path.
+    /// Every destination with a path (in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
         self.iter_all().filter(|(_, d)| !d.paths.is_empty())
     }
 
-    /// Every destination, also those emptied and not pruned yet.
+    /// Every destination, also those emptied and not pruned yet (in no
+    /// particular order).
     pub fn iter_all(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
+        let d = &self.dests;
         self.v4
             .iter()
-            .map(|(p, d)| (IpNet::V4(p), d))
-            .chain(self.v6.iter().map(|(p, d)| (IpNet::V6(p), d)))
+            .map(|(p, id)| (IpNet::V4(*p), &d[*id as usize]))
+            .chain(
+                self.v6
+                    .iter()
+                    .map(|(p, id)| (IpNet::V6(*p), &d[*id as usize])),
+            )
     }
 
+    /// Every prefix with a path, sorted.
     pub fn prefixes(&self) -> Vec<IpNet> {
-        self.iter().map(|(p, _)| p).collect()
+        let mut v: Vec<IpNet> = self.iter().map(|(p, _)| p).collect();
+        v.sort_unstable();
+        v
     }
 
     pub fn len(&self) -> usize {

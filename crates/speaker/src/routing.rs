@@ -413,11 +413,13 @@ impl Main {
     async fn sync_full(&mut self, key: &str) {
         // Every destination, also one emptied and not pruned yet that this
         // peer may still hold.
-        let dests: Vec<(IpNet, u32, Option<Path>)> = self
+        // (In prefix order, so that a peer sees the same table in the same order.)
+        let mut dests: Vec<(IpNet, u32, Option<Path>)> = self
             .loc
             .iter_all()
             .map(|(p, d)| (p, d.id, d.best().cloned()))
             .collect();
+        dests.sort_unstable_by_key(|(p, _, _)| *p);
         let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
             .into_iter()
             .map(|(p, id, best)| {

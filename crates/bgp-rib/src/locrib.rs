@@ -83,6 +83,22 @@ fn selection(d: &Dest) -> Selection {
         .collect()
 }
 
+/// Remove `k` from the index if it names destination `id`.
+fn remove_if<K: std::hash::Hash + Eq + Copy>(
+    m: &mut hashbrown::HashMap<K, u32>,
+    k: &K,
+    id: u32,
+) -> bool {
+    match m.remove(k) {
+        Some(v) if v == id => true,
+        Some(v) => {
+            m.insert(*k, v);
+            false
+        }
+        None => false,
+    }
+}
+
 impl LocRib {
     pub fn new(cfg: BestCfg) -> Self {
         LocRib {
@@ -127,24 +143,35 @@ impl LocRib {
     /// Remove the destinations of `prefixes` that have no path left,
     /// returning their ids (free for reuse from now on).
     pub fn prune(&mut self, prefixes: &[IpNet]) -> Vec<u32> {
+        let named: Vec<(IpNet, u32)> = prefixes
+            .iter()
+            .filter_map(|p| Some((*p, self.id_any(p)?)))
+            .collect();
+        self.prune_ids(&named)
+    }
+
+    /// [`LocRib::prune`] of destinations named by (prefix, live id).
+    pub fn prune_ids(&mut self, dests: &[(IpNet, u32)]) -> Vec<u32> {
         let mut freed = Vec::new();
-        for prefix in prefixes {
-            let Some(id) = self.id_any(prefix) else {
-                continue;
-            };
-            let d = &mut self.dests[id as usize];
-            if !d.paths.is_empty() {
+        for (prefix, id) in dests {
+            if !self.dests[*id as usize].paths.is_empty() {
                 continue;
             }
+            // Only a live destination of that prefix (one probe; a repeated
+            // entry finds it gone).
+            let live = match prefix {
+                IpNet::V4(p) => remove_if(&mut self.v4, p, *id),
+                IpNet::V6(p) => remove_if(&mut self.v6, p, *id),
+            };
+            if !live {
+                continue;
+            }
+            let d = &mut self.dests[*id as usize];
             // Give the slot's memory back (a multipath set may have spilled).
             *d = Dest::default();
-            match prefix {
-                IpNet::V4(p) => self.v4.remove(p),
-                IpNet::V6(p) => self.v6.remove(p),
-            };
             self.empty -= 1;
-            self.free_ids.push(id);
-            freed.push(id);
+            self.free_ids.push(*id);
+            freed.push(*id);
         }
         freed
     }
@@ -159,7 +186,12 @@ impl LocRib {
     }
 
     /// Add or replace the path from (source, path id).
-    pub fn upsert(&mut self, prefix: IpNet, mut path: Path) -> Changed {
+    pub fn upsert(&mut self, prefix: IpNet, path: Path) -> Changed {
+        self.upsert_id(prefix, path).0
+    }
+
+    /// [`LocRib::upsert`], also returning the destination's id.
+    pub fn upsert_id(&mut self, prefix: IpNet, mut path: Path) -> (Changed, u32) {
         self.seq += 1;
         let cfg = self.cfg;
         let seq = self.seq;
@@ -209,30 +241,47 @@ impl LocRib {
                 d.paths.push(path);
             }
         }
-        Self::reselect(&cfg, d, before)
+        (Self::reselect(&cfg, d, before), id)
     }
 
     /// Remove the path from (source key, path id).
     pub fn remove(&mut self, prefix: &IpNet, source: &str, path_id: u32) -> Changed {
+        self.remove_id(prefix, source, path_id).0
+    }
+
+    /// [`LocRib::remove`], also returning the destination's id (if there is one).
+    pub fn remove_id(
+        &mut self,
+        prefix: &IpNet,
+        source: &str,
+        path_id: u32,
+    ) -> (Changed, Option<u32>) {
         let cfg = self.cfg;
-        let Some(d) = self.dest_mut(prefix) else {
-            return Changed::No;
+        let Some(id) = self.id_any(prefix) else {
+            return (Changed::No, None);
         };
+        let d = &mut self.dests[id as usize];
         let before = selection(d);
         let n = d.paths.len();
         d.paths
             .retain(|p| !(p.source.key() == source && p.path_id == path_id));
         if d.paths.len() == n {
-            return Changed::No;
+            return (Changed::No, Some(id));
         }
         let c = Self::reselect(&cfg, d, before);
         if d.paths.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a
             // change even if the path was not selected, so that it is pruned.
             self.empty += 1;
-            return Changed::Yes;
+            return (Changed::Yes, Some(id));
         }
-        c
+        (c, Some(id))
+    }
+
+    /// The destination with id `id` (also one emptied and not pruned yet;
+    /// the id must be live: returned by this Loc-RIB and not pruned since).
+    pub fn by_id(&self, id: u32) -> &Dest {
+        &self.dests[id as usize]
     }
 
     /// Re-run selection for one prefix after something outside it changed

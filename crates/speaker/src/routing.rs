@@ -50,30 +50,38 @@ impl Main {
         None
     }
 
-    /// `attrs`: the announcements' attribute set as the Adj-RIB-In interned it.
-    fn import(&mut self, key: &str, update: &Update, attrs: Option<Arc<PathAttrs>>) -> Vec<IpNet> {
-        let mut changed = Vec::new();
+    /// `attrs`: the announcements' attribute set as the Adj-RIB-In interned
+    /// it. Returns the changed destinations as (prefix, id), for
+    /// [`Main::propagate_ids`].
+    fn import(
+        &mut self,
+        key: &str,
+        update: &Update,
+        attrs: Option<Arc<PathAttrs>>,
+        changed: &mut Vec<(IpNet, u32)>,
+    ) {
         if let Some(rejected) = self.rejected.get_mut(key) {
             for n in update.withdrawals() {
                 rejected.remove(&n.prefix);
             }
         }
         for n in update.withdrawals() {
-            if self.loc.remove(&n.prefix, key, n.path_id.unwrap_or(0)) == Changed::Yes {
-                changed.push(n.prefix);
+            if let (Changed::Yes, Some(id)) =
+                self.loc.remove_id(&n.prefix, key, n.path_id.unwrap_or(0))
+            {
+                changed.push((n.prefix, id));
             }
         }
         let Some(attrs) = attrs else {
-            return changed;
+            return;
         };
-        let ann: Vec<_> = update.announcements().map(|(n, nh)| (*n, nh)).collect();
-        for (n, nh) in ann {
-            if self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &attrs, nh) == Changed::Yes
+        for (n, nh) in update.announcements() {
+            if let (Changed::Yes, Some(id)) =
+                self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &attrs, nh)
             {
-                changed.push(n.prefix);
+                changed.push((n.prefix, id));
             }
         }
-        changed
     }
 
     /// Run one received route through the checks and policy into the Loc-RIB.
@@ -84,7 +92,7 @@ impl Main {
         path_id: u32,
         attrs: &Arc<PathAttrs>,
         nh: NextHop,
-    ) -> Changed {
+    ) -> (Changed, Option<u32>) {
         // Per prefix: no clone of the configuration, no allocation unless rejected.
         let igp_cost = self.igp_cost(&nh);
         let Main {
@@ -96,13 +104,13 @@ impl Main {
             ..
         } = self;
         let Some(g) = global.as_ref() else {
-            return Changed::No;
+            return (Changed::No, None);
         };
         let Some(p) = peers.get(key) else {
-            return Changed::No;
+            return (Changed::No, None);
         };
         let Some(info) = p.session.as_ref().map(|s| s.info.clone()) else {
-            return Changed::No;
+            return (Changed::No, None);
         };
         let verdict = if let Some(why) = Self::import_check(g, attrs) {
             bgp_policy::Verdict::Reject(why.to_string())
@@ -136,7 +144,7 @@ impl Main {
             }
         };
         match path_attrs {
-            None => loc.remove(&prefix, key, path_id),
+            None => loc.remove_id(&prefix, key, path_id),
             Some(path_attrs) => {
                 let path = Path {
                     source: Source::Peer(info),
@@ -147,7 +155,8 @@ impl Main {
                     igp_cost,
                     seq: 0,
                 };
-                loc.upsert(prefix, path)
+                let (c, id) = loc.upsert_id(prefix, path);
+                (c, Some(id))
             }
         }
     }
@@ -162,12 +171,12 @@ impl Main {
             .map(|((pfx, id), r)| (*pfx, *id, r.next_hop, r.attrs.clone()))
             .collect();
         let mut changed = Vec::new();
-        for (prefix, id, nh, attrs) in routes {
-            if self.import_route(key, prefix, id, &attrs, nh) == Changed::Yes {
-                changed.push(prefix);
+        for (prefix, path_id, nh, attrs) in routes {
+            if let (Changed::Yes, Some(id)) = self.import_route(key, prefix, path_id, &attrs, nh) {
+                changed.push((prefix, id));
             }
         }
-        self.propagate(changed).await;
+        self.propagate_ids(changed).await;
     }
 
     /// Enforce the peer's max-prefix limit on what it has sent and we accepted.
@@ -286,26 +295,36 @@ impl Main {
     // ---------------------------------------------------------------- propagate
 
     /// Push changed prefixes to the kernel and to every established peer.
-    pub(crate) async fn propagate(&mut self, mut prefixes: Vec<IpNet>) {
-        if prefixes.is_empty() {
+    pub(crate) async fn propagate(&mut self, prefixes: Vec<IpNet>) {
+        let named = prefixes
+            .into_iter()
+            .filter_map(|p| Some((p, self.loc.id(&p)?)))
+            .collect();
+        self.propagate_ids(named).await;
+    }
+
+    /// [`Main::propagate`] of destinations named by (prefix, live Loc-RIB
+    /// id): no Loc-RIB lookup by prefix.
+    pub(crate) async fn propagate_ids(&mut self, mut dests: Vec<(IpNet, u32)>) {
+        if dests.is_empty() {
             return;
         }
-        prefixes.sort();
-        prefixes.dedup();
-        self.fib_sync(&prefixes);
+        dests.sort_unstable_by_key(|(_, id)| *id);
+        dests.dedup_by_key(|(_, id)| *id);
+        if self.kernel.is_some() {
+            let prefixes: Vec<IpNet> = dests.iter().map(|(p, _)| *p).collect();
+            self.fib_sync(&prefixes);
+        }
         let keys: Vec<String> = self
             .peers
             .iter()
             .filter(|(_, p)| p.session.is_some())
             .map(|(k, _)| k.clone())
             .collect();
-        // One Loc-RIB lookup per prefix, whatever the number of peers.
-        let dests: Vec<(IpNet, u32, Option<Path>)> = prefixes
-            .iter()
-            .filter_map(|p| {
-                let (id, best) = self.loc.lookup(p)?;
-                Some((*p, id, best.cloned()))
-            })
+        // One Loc-RIB access per prefix, whatever the number of peers.
+        let dests: Vec<(IpNet, u32, Option<Path>)> = dests
+            .into_iter()
+            .map(|(p, id)| (p, id, self.loc.by_id(id).best().cloned()))
             .collect();
         for k in keys {
             let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
@@ -319,12 +338,12 @@ impl Main {
         }
         // Destinations whose last path went have been withdrawn from every
         // peer: they go now, and their ids are free.
-        let emptied: Vec<IpNet> = dests
+        let emptied: Vec<(IpNet, u32)> = dests
             .iter()
             .filter(|(_, _, best)| best.is_none())
-            .map(|(p, _, _)| *p)
+            .map(|(p, id, _)| (*p, *id))
             .collect();
-        for id in self.loc.prune(&emptied) {
+        for id in self.loc.prune_ids(&emptied) {
             for p in self.peers.values_mut() {
                 p.rib_out.forget(&mut self.out_table, id);
             }
@@ -466,12 +485,12 @@ impl Main {
                 .rib_in
                 .apply(&update, &mut self.interner, SystemTime::now());
             status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
-            changed.extend(self.import(&key, &update, applied.attrs));
+            self.import(&key, &update, applied.attrs, &mut changed);
             if !touched.contains(&key) {
                 touched.push(key);
             }
         }
-        self.propagate(changed).await;
+        self.propagate_ids(changed).await;
         for key in touched {
             self.check_max_prefix(&key).await;
         }

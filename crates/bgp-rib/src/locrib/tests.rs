@@ -308,3 +308,34 @@ fn removing_an_unselected_last_path_still_reports_a_change() {
     assert_eq!(rib.prune(&[p]).len(), 1);
     assert!(rib.is_empty());
 }
+
+#[test]
+fn ids_returned_by_changes_name_the_destination_and_prune_frees_each_once() {
+    let mut rib = LocRib::default();
+    let p: IpNet = "10.0.0.0/24".parse().unwrap();
+    let q: IpNet = "2001:db8::/48".parse().unwrap();
+    let (c, ip) = rib.upsert_id(p, ebgp("192.0.2.1", 65001));
+    assert_eq!((c, rib.id(&p)), (Changed::Yes, Some(ip)));
+    let (_, iq) = rib.upsert_id(q, ebgp("192.0.2.1", 65001));
+    assert_eq!(rib.by_id(iq).best().unwrap().source.key(), "192.0.2.1");
+    assert_eq!(rib.remove_id(&p, "192.0.2.9", 0), (Changed::No, Some(ip)));
+    assert_eq!(rib.remove_id(&p, "192.0.2.1", 0), (Changed::Yes, Some(ip)));
+    assert!(rib.by_id(ip).best().is_none());
+    // A repeated entry, a live destination and a wrong id free nothing more.
+    assert_eq!(
+        rib.prune_ids(&[(p, ip), (p, ip), (q, iq), (q, ip)]),
+        vec![ip]
+    );
+    assert_eq!((rib.id(&p), rib.id(&q), rib.len()), (None, Some(iq), 1));
+    // The freed id is reused once, by the next new destination only.
+    let r: IpNet = "10.0.1.0/24".parse().unwrap();
+    let s: IpNet = "10.0.2.0/24".parse().unwrap();
+    let (_, ir) = rib.upsert_id(r, ebgp("192.0.2.1", 65001));
+    let (_, is) = rib.upsert_id(s, ebgp("192.0.2.1", 65001));
+    assert_eq!(ir, ip);
+    assert!(is != ir && is != iq);
+    assert_eq!(
+        rib.remove_id(&"10.9.0.0/16".parse().unwrap(), "x", 0),
+        (Changed::No, None)
+    );
+}

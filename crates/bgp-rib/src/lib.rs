@@ -15,13 +15,13 @@
 pub mod best;
 pub mod locrib;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bgp_wire::update::NextHop;
 use bgp_wire::{Family, Nlri, PathAttrs, Update};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// Shares identical attribute sets.
 /// (hashbrown's default hasher: fast, and randomly seeded so that attribute
@@ -76,13 +76,15 @@ pub struct Applied {
     pub attrs: Option<Arc<PathAttrs>>,
 }
 
-/// One peer's Adj-RIB-In. A hash map: every access is by exact key, and
-/// nothing needs it ordered (listings are sorted where they are shown).
-/// An entry is 40 bytes: the key, the shared attribute set, and the next hop
-/// as an index into the peer's few distinct next hops.
+/// One peer's Adj-RIB-In: a hash map per family (every access is by exact
+/// key, and nothing needs it ordered: listings are sorted where they are
+/// shown). An IPv4 entry is 28 bytes: the prefix and path id, the shared
+/// attribute set, and the next hop as an index into the peer's few distinct
+/// next hops.
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    routes: hashbrown::HashMap<RouteKey, Stored>,
+    v4: hashbrown::HashMap<(Ipv4Net, u32), Stored>,
+    v6: hashbrown::HashMap<(Ipv6Net, u32), Stored>,
     next_hops: Vec<NextHop>,
     nh_index: hashbrown::HashMap<NextHop, u32>,
 }
@@ -118,11 +120,12 @@ impl AdjRibIn {
     pub fn apply(&mut self, u: &Update, interner: &mut Interner, now: SystemTime) -> Applied {
         let mut out = Applied::default();
         for n in u.withdrawals() {
-            if self
-                .routes
-                .remove(&(n.prefix, n.path_id.unwrap_or(0)))
-                .is_some()
-            {
+            let id = n.path_id.unwrap_or(0);
+            let gone = match n.prefix {
+                IpNet::V4(p) => self.v4.remove(&(p, id)),
+                IpNet::V6(p) => self.v6.remove(&(p, id)),
+            };
+            if gone.is_some() {
                 out.withdrawn += 1;
             }
         }
@@ -150,14 +153,16 @@ impl AdjRibIn {
                     i
                 }
             };
-            self.routes.insert(
-                (n.prefix, n.path_id.unwrap_or(0)),
-                Stored {
-                    attrs: a,
-                    next_hop: nh_i,
-                    since: now,
-                },
-            );
+            let stored = Stored {
+                attrs: a,
+                next_hop: nh_i,
+                since: now,
+            };
+            let id = n.path_id.unwrap_or(0);
+            match n.prefix {
+                IpNet::V4(p) => self.v4.insert((p, id), stored),
+                IpNet::V6(p) => self.v6.insert((p, id), stored),
+            };
             out.announced += 1;
         }
         out.attrs = attrs;
@@ -165,38 +170,45 @@ impl AdjRibIn {
     }
 
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.len() == 0
     }
 
     pub fn count(&self, family: Family) -> usize {
-        self.routes
-            .keys()
-            .filter(|(p, _)| Nlri::new(*p).family() == family)
-            .count()
+        if family == Family::IPV4_UNICAST {
+            self.v4.len()
+        } else if family == Family::IPV6_UNICAST {
+            self.v6.len()
+        } else {
+            0
+        }
+    }
+
+    fn stored(&self) -> impl Iterator<Item = (RouteKey, &Stored)> + '_ {
+        self.v4
+            .iter()
+            .map(|((p, id), s)| ((IpNet::V4(*p), *id), s))
+            .chain(self.v6.iter().map(|((p, id), s)| ((IpNet::V6(*p), *id), s)))
     }
 
     /// Every route, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&RouteKey, Route)> + '_ {
-        self.routes.iter().map(|(k, s)| (k, self.route(s)))
+    pub fn iter(&self) -> impl Iterator<Item = (RouteKey, Route)> + '_ {
+        self.stored().map(|(k, s)| (k, self.route(s)))
     }
 
     /// Every prefix with a route (once per path).
     pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.routes.keys().map(|(p, _)| *p)
+        self.stored().map(|((p, _), _)| p)
     }
 
     /// Every path of one prefix (a scan: for tests and diagnostics).
     pub fn get(&self, prefix: &IpNet) -> Vec<Route> {
-        let mut v: Vec<(&RouteKey, &Stored)> = self
-            .routes
-            .iter()
-            .filter(|((p, _), _)| p == prefix)
-            .collect();
-        v.sort_by_key(|(k, _)| **k);
+        let mut v: Vec<(RouteKey, &Stored)> =
+            self.stored().filter(|((p, _), _)| p == prefix).collect();
+        v.sort_by_key(|(k, _)| *k);
         v.into_iter().map(|(_, s)| self.route(s)).collect()
     }
 }
@@ -314,7 +326,8 @@ impl AdjRibOut {
         changes: impl IntoIterator<Item = (IpNet, u32, Option<OutRoute>)>,
         resend: bool,
     ) -> OutDiff {
-        let mut groups: HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
+        let mut groups: hashbrown::HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> =
+            hashbrown::HashMap::new();
         let mut order = Vec::new();
         let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
         for (p, id, want) in changes {

@@ -628,12 +628,12 @@ impl Main {
                     continue;
                 };
                 for ((prefix, path_id), r) in p.rib_in.iter().filter(|((pfx, _), _)| want(pfx)) {
-                    let Some(reason) = rej.get(prefix) else {
+                    let Some(reason) = rej.get(&prefix) else {
                         continue;
                     };
                     out.push(RibEntry {
-                        prefix: *prefix,
-                        path_id: *path_id,
+                        prefix,
+                        path_id,
                         direction: "rejected",
                         peer: key.clone(),
                         next_hop: r.next_hop.to_string(),
@@ -654,22 +654,22 @@ impl Main {
             .filter(|(k, _)| q.peer.as_ref().is_none_or(|x| x == *k))
         {
             for ((prefix, path_id), r) in p.rib_in.iter().filter(|((pfx, _), _)| want(pfx)) {
-                let d = self.loc.get(prefix);
+                let d = self.loc.get(&prefix);
                 let is = |i: usize| {
                     d.is_some_and(|d| {
                         d.selected.get(i).is_some_and(|x| {
                             let x = &d.paths[usize::from(*x)];
-                            x.source.key() == key && x.path_id == *path_id
+                            x.source.key() == key && x.path_id == path_id
                         })
                     })
                 };
                 let multipath = d.is_some_and(|d| {
                     d.multipath()
-                        .any(|x| x.source.key() == key && x.path_id == *path_id)
+                        .any(|x| x.source.key() == key && x.path_id == path_id)
                 });
                 out.push(RibEntry {
-                    prefix: *prefix,
-                    path_id: *path_id,
+                    prefix,
+                    path_id,
                     direction: "received",
                     peer: key.clone(),
                     next_hop: r.next_hop.to_string(),
@@ -680,7 +680,7 @@ impl Main {
                     reason: self
                         .rejected
                         .get(key)
-                        .and_then(|r| r.get(prefix))
+                        .and_then(|r| r.get(&prefix))
                         .cloned()
                         .unwrap_or_default(),
                 });

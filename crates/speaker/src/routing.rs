@@ -168,7 +168,7 @@ impl Main {
         let routes: Vec<(IpNet, u32, NextHop, Arc<PathAttrs>)> = p
             .rib_in
             .iter()
-            .map(|((pfx, id), r)| (*pfx, *id, r.next_hop, r.attrs.clone()))
+            .map(|((pfx, id), r)| (pfx, id, r.next_hop, r.attrs))
             .collect();
         let mut changed = Vec::new();
         for (prefix, path_id, nh, attrs) in routes {

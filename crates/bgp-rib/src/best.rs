@@ -67,6 +67,8 @@ pub struct Path {
     pub igp_cost: Option<u32>,
     /// Arrival order: lower is older.
     pub seq: u64,
+    /// When it was received (Unix seconds; 0 for local paths), as shown.
+    pub since: u32,
 }
 
 impl Path {

@@ -2,7 +2,8 @@
 //!
 //! - [`Interner`]: identical attribute sets are stored once and shared by
 //!   `Arc` (a table has far fewer distinct sets than prefixes).
-//! - [`AdjRibIn`]: what one peer announced, after RFC 7606 repair.
+//! - [`AdjRibIn`]: what one peer announced (after RFC 7606 repair) that the
+//!   Loc-RIB does not hold as received: routes import policy rejected or changed.
 //! - [`AdjRibOut`]: what we announced to one peer, as a handle per Loc-RIB
 //!   destination id into the [`OutTable`] all peers share;
 //!   [`AdjRibOut::update`] turns wanted routes into the minimal announcements
@@ -17,11 +18,10 @@ pub mod locrib;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bgp_wire::update::NextHop;
-use bgp_wire::{Family, Nlri, PathAttrs, Update};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use bgp_wire::{Family, Nlri, PathAttrs};
+use ipnet::IpNet;
 
 /// Shares identical attribute sets.
 /// (hashbrown's default hasher: fast, and randomly seeded so that attribute
@@ -67,149 +67,58 @@ pub struct Route {
 /// Key of a route in an Adj-RIB: prefix and add-path identifier.
 pub type RouteKey = (IpNet, u32);
 
-/// Counts of what one UPDATE changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub announced: usize,
-    pub withdrawn: usize,
-    /// The announcements' attribute set, interned (no next hop: that is per route).
-    pub attrs: Option<Arc<PathAttrs>>,
-}
-
-/// One peer's Adj-RIB-In: a hash map per family (every access is by exact
-/// key, and nothing needs it ordered: listings are sorted where they are
-/// shown). An IPv4 entry is 28 bytes: the prefix and path id, the shared
-/// attribute set, and the next hop as an index into the peer's few distinct
-/// next hops.
+/// What the Loc-RIB does not already hold of one peer's Adj-RIB-In.
+///
+/// A route that import policy accepted unchanged *is* its Loc-RIB path (same
+/// shared attribute set, next hop and arrival time), so it is not stored a
+/// second time: this keeps only the routes that policy rejected or changed,
+/// as received (BIRD's "import keep filtered"), and the count of every
+/// route received and not withdrawn. Together with the peer's Loc-RIB paths
+/// that is the whole Adj-RIB-In: policy can be re-run on it without a route
+/// refresh, and it can be listed (see `Main::received` in the speaker).
 #[derive(Debug, Default)]
 pub struct AdjRibIn {
-    v4: hashbrown::HashMap<(Ipv4Net, u32), Stored>,
-    v6: hashbrown::HashMap<(Ipv6Net, u32), Stored>,
-    next_hops: Vec<NextHop>,
-    nh_index: hashbrown::HashMap<NextHop, u32>,
-}
-
-#[derive(Debug, Clone)]
-struct Stored {
-    attrs: Arc<PathAttrs>,
-    next_hop: u32,
-    since: u32,
+    held: hashbrown::HashMap<RouteKey, Route>,
+    count: usize,
 }
 
 impl AdjRibIn {
-    fn next_hop_index(&mut self, nh: NextHop) -> u32 {
-        if let Some(i) = self.nh_index.get(&nh) {
-            return *i;
-        }
-        self.next_hops.push(nh);
-        let i = self.next_hops.len() as u32 - 1;
-        self.nh_index.insert(nh, i);
-        i
+    /// Keep a route that the Loc-RIB does not hold as received.
+    pub fn hold(&mut self, key: RouteKey, route: Route) {
+        self.held.insert(key, route);
     }
 
-    fn route(&self, s: &Stored) -> Route {
-        Route {
-            attrs: s.attrs.clone(),
-            next_hop: self.next_hops[s.next_hop as usize],
-            since: s.since,
+    /// Stop holding `key` (withdrawn, or now accepted unchanged); whether it was held.
+    pub fn release(&mut self, key: &RouteKey) -> bool {
+        // (Most peers have every route accepted unchanged: no probe then.)
+        !self.held.is_empty() && self.held.remove(key).is_some()
+    }
+
+    pub fn held(&self, key: &RouteKey) -> Option<&Route> {
+        self.held.get(key)
+    }
+
+    /// The held routes, in no particular order.
+    pub fn iter_held(&self) -> impl Iterator<Item = (&RouteKey, &Route)> {
+        self.held.iter()
+    }
+
+    /// Count a route received (`true`) or withdrawn (`false`).
+    pub fn count(&mut self, received: bool) {
+        if received {
+            self.count += 1;
+        } else {
+            self.count = self.count.saturating_sub(1);
         }
     }
 
-    /// Apply an UPDATE: withdrawals (including RFC 7606 treat-as-withdraw),
-    /// then announcements (implicitly replacing earlier ones).
-    pub fn apply(&mut self, u: &Update, interner: &mut Interner, now: SystemTime) -> Applied {
-        let mut out = Applied::default();
-        for n in u.withdrawals() {
-            let id = n.path_id.unwrap_or(0);
-            let gone = match n.prefix {
-                IpNet::V4(p) => self.v4.remove(&(p, id)),
-                IpNet::V6(p) => self.v6.remove(&(p, id)),
-            };
-            if gone.is_some() {
-                out.withdrawn += 1;
-            }
-        }
-        let now = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(0);
-        let mut attrs: Option<Arc<PathAttrs>> = None;
-        // The NLRI of one family share a next hop: look it up once per run.
-        let mut last_nh: Option<(NextHop, u32)> = None;
-        for (n, nh) in u.announcements() {
-            let a = attrs
-                .get_or_insert_with(|| {
-                    let mut a = u.attrs.clone();
-                    // The next hop lives in the route; MP next hops are not attributes.
-                    a.next_hop = None;
-                    interner.intern(a)
-                })
-                .clone();
-            let nh_i = match last_nh {
-                Some((x, i)) if x == nh => i,
-                _ => {
-                    let i = self.next_hop_index(nh);
-                    last_nh = Some((nh, i));
-                    i
-                }
-            };
-            let stored = Stored {
-                attrs: a,
-                next_hop: nh_i,
-                since: now,
-            };
-            let id = n.path_id.unwrap_or(0);
-            match n.prefix {
-                IpNet::V4(p) => self.v4.insert((p, id), stored),
-                IpNet::V6(p) => self.v6.insert((p, id), stored),
-            };
-            out.announced += 1;
-        }
-        out.attrs = attrs;
-        out
-    }
-
+    /// Routes received and not withdrawn.
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn count(&self, family: Family) -> usize {
-        if family == Family::IPV4_UNICAST {
-            self.v4.len()
-        } else if family == Family::IPV6_UNICAST {
-            self.v6.len()
-        } else {
-            0
-        }
-    }
-
-    fn stored(&self) -> impl Iterator<Item = (RouteKey, &Stored)> + '_ {
-        self.v4
-            .iter()
-            .map(|((p, id), s)| ((IpNet::V4(*p), *id), s))
-            .chain(self.v6.iter().map(|((p, id), s)| ((IpNet::V6(*p), *id), s)))
-    }
-
-    /// Every route, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (RouteKey, Route)> + '_ {
-        self.stored().map(|(k, s)| (k, self.route(s)))
-    }
-
-    /// Every prefix with a route (once per path).
-    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.stored().map(|((p, _), _)| p)
-    }
-
-    /// Every path of one prefix (a scan: for tests and diagnostics).
-    pub fn get(&self, prefix: &IpNet) -> Vec<Route> {
-        let mut v: Vec<(RouteKey, &Stored)> =
-            self.stored().filter(|((p, _), _)| p == prefix).collect();
-        v.sort_by_key(|(k, _)| *k);
-        v.into_iter().map(|(_, s)| self.route(s)).collect()
+        self.count == 0
     }
 }
 
@@ -420,7 +329,7 @@ impl AdjRibOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bgp_wire::{AsPath, Origin, Repair};
+    use bgp_wire::{AsPath, Origin};
 
     fn attrs(asn: u32) -> PathAttrs {
         PathAttrs {
@@ -431,65 +340,36 @@ mod tests {
         }
     }
 
-    fn upd(asn: u32, nlri: &[&str], withdrawn: &[&str]) -> Update {
-        Update {
-            attrs: attrs(asn),
-            nlri: nlri.iter().map(|s| Nlri::new(s.parse().unwrap())).collect(),
-            withdrawn: withdrawn
-                .iter()
-                .map(|s| Nlri::new(s.parse().unwrap()))
-                .collect(),
-            ..Default::default()
-        }
-    }
-
     #[test]
-    fn adj_rib_in_shares_attributes_and_withdraws_exactly() {
+    fn adj_rib_in_holds_only_what_it_is_given_and_counts_every_route() {
         let mut i = Interner::default();
+        let a = i.intern(attrs(65001));
+        let nh = NextHop::V4("192.0.2.1".parse().unwrap());
+        let p: IpNet = "10.0.0.0/24".parse().unwrap();
         let mut rib = AdjRibIn::default();
-        let now = SystemTime::now();
-        let a = rib.apply(
-            &upd(65001, &["10.0.0.0/24", "10.0.1.0/24"], &[]),
-            &mut i,
-            now,
+        assert!(
+            !rib.release(&(p, 0)),
+            "nothing held: no probe, nothing released"
         );
-        assert_eq!(
-            a,
-            Applied {
-                announced: 2,
-                withdrawn: 0,
-                attrs: a.attrs.clone(),
-            }
+        rib.count(true);
+        rib.count(true);
+        rib.hold(
+            (p, 0),
+            Route {
+                attrs: a.clone(),
+                next_hop: nh,
+                since: 7,
+            },
         );
-        assert!(a.attrs.is_some());
-        rib.apply(&upd(65001, &["10.0.2.0/24"], &[]), &mut i, now);
-        assert_eq!(i.len(), 1, "one attribute set for three routes");
-        // Implicit withdraw: same prefix, new attributes.
-        rib.apply(&upd(65002, &["10.0.0.0/24"], &[]), &mut i, now);
-        assert_eq!(rib.len(), 3);
-        assert_eq!(
-            rib.get(&"10.0.0.0/24".parse().unwrap())[0]
-                .attrs
-                .as_path
-                .as_ref()
-                .unwrap()
-                .first(),
-            Some(65002)
-        );
-        drop(a); // it holds the attribute set it interned
-        let a = rib.apply(
-            &upd(65001, &[], &["10.0.1.0/24", "10.9.9.0/24"]),
-            &mut i,
-            now,
-        );
-        assert_eq!(a.withdrawn, 1);
-        // Treat-as-withdraw removes what the UPDATE announced.
-        let mut bad = upd(65001, &["10.0.2.0/24"], &[]);
-        bad.repair = Repair::TreatAsWithdraw("test".into());
-        rib.apply(&bad, &mut i, now);
-        assert_eq!(rib.len(), 1);
-        i.collect();
-        assert_eq!(i.len(), 1);
+        assert_eq!(rib.held(&(p, 0)).unwrap().since, 7);
+        assert!(rib.held(&(p, 1)).is_none(), "path ids are kept apart");
+        assert_eq!((rib.len(), rib.iter_held().count()), (2, 1));
+        assert!(rib.release(&(p, 0)));
+        assert!(!rib.release(&(p, 0)));
+        rib.count(false);
+        rib.count(false);
+        rib.count(false);
+        assert!(rib.is_empty(), "never below zero");
     }
 
     #[test]

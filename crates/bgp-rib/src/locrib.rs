@@ -41,6 +41,16 @@ pub enum Changed {
     Yes,
 }
 
+/// What [`LocRib::upsert_id`] or [`LocRib::remove_id`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub changed: Changed,
+    /// The destination's id (none: the prefix has no destination).
+    pub id: Option<u32>,
+    /// A path from that (source, path id) was there before.
+    pub had: bool,
+}
+
 /// A destination whose last path goes stays (with no paths) until
 /// [`LocRib::prune`], so that its id still names it while its withdrawal is
 /// sent; lookups and listings do not show it.
@@ -187,11 +197,12 @@ impl LocRib {
 
     /// Add or replace the path from (source, path id).
     pub fn upsert(&mut self, prefix: IpNet, path: Path) -> Changed {
-        self.upsert_id(prefix, path).0
+        self.upsert_id(prefix, path).changed
     }
 
-    /// [`LocRib::upsert`], also returning the destination's id.
-    pub fn upsert_id(&mut self, prefix: IpNet, mut path: Path) -> (Changed, u32) {
+    /// [`LocRib::upsert`], also saying which destination and whether the
+    /// path replaced one from the same (source, path id).
+    pub fn upsert_id(&mut self, prefix: IpNet, mut path: Path) -> Outcome {
         self.seq += 1;
         let cfg = self.cfg;
         let seq = self.seq;
@@ -215,12 +226,14 @@ impl LocRib {
             self.empty -= 1;
         }
         let before = selection(d);
+        let mut had = false;
         match d
             .paths
             .iter_mut()
             .find(|x| x.source.key() == path.source.key() && x.path_id == path.path_id)
         {
             Some(x) => {
+                had = true;
                 // An implicit withdraw keeps its age only if nothing changed.
                 // Same content: keep the shared values (and their identity).
                 if x.attrs == path.attrs {
@@ -241,41 +254,82 @@ impl LocRib {
                 d.paths.push(path);
             }
         }
-        (Self::reselect(&cfg, d, before), id)
+        Outcome {
+            changed: Self::reselect(&cfg, d, before),
+            id: Some(id),
+            had,
+        }
     }
 
     /// Remove the path from (source key, path id).
     pub fn remove(&mut self, prefix: &IpNet, source: &str, path_id: u32) -> Changed {
-        self.remove_id(prefix, source, path_id).0
+        self.remove_id(prefix, source, path_id).changed
     }
 
-    /// [`LocRib::remove`], also returning the destination's id (if there is one).
-    pub fn remove_id(
-        &mut self,
-        prefix: &IpNet,
-        source: &str,
-        path_id: u32,
-    ) -> (Changed, Option<u32>) {
+    /// [`LocRib::remove`], also saying which destination (if there is one)
+    /// and whether there was such a path.
+    pub fn remove_id(&mut self, prefix: &IpNet, source: &str, path_id: u32) -> Outcome {
         let cfg = self.cfg;
         let Some(id) = self.id_any(prefix) else {
-            return (Changed::No, None);
+            return Outcome {
+                changed: Changed::No,
+                id: None,
+                had: false,
+            };
         };
         let d = &mut self.dests[id as usize];
-        let before = selection(d);
-        let n = d.paths.len();
-        d.paths
-            .retain(|p| !(p.source.key() == source && p.path_id == path_id));
-        if d.paths.len() == n {
-            return (Changed::No, Some(id));
+        let (changed, had) = Self::remove_in(&cfg, d, &mut self.empty, |p| {
+            p.source.key() == source && p.path_id == path_id
+        });
+        Outcome {
+            changed,
+            id: Some(id),
+            had,
         }
-        let c = Self::reselect(&cfg, d, before);
+    }
+
+    /// Remove the paths of `d` that `gone` picks; (what it did to the
+    /// selection, whether any path went).
+    fn remove_in(
+        cfg: &BestCfg,
+        d: &mut Dest,
+        empty: &mut usize,
+        mut gone: impl FnMut(&Path) -> bool,
+    ) -> (Changed, bool) {
+        if !d.paths.iter().any(&mut gone) {
+            return (Changed::No, false);
+        }
+        let before = selection(d);
+        d.paths.retain(|p| !gone(p));
+        let c = Self::reselect(cfg, d, before);
         if d.paths.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a
             // change even if the path was not selected, so that it is pruned.
-            self.empty += 1;
-            return (Changed::Yes, Some(id));
+            *empty += 1;
+            return (Changed::Yes, true);
         }
-        (c, Some(id))
+        (c, true)
+    }
+
+    /// Remove every path from `source` (a session went down, a peer was
+    /// removed): one walk over the table, returning the destinations whose
+    /// selection changed as (prefix, id).
+    pub fn remove_source(&mut self, source: &str) -> Vec<(IpNet, u32)> {
+        let cfg = self.cfg;
+        let mut changed = Vec::new();
+        let named = self
+            .v4
+            .iter()
+            .map(|(p, id)| (IpNet::V4(*p), *id))
+            .chain(self.v6.iter().map(|(p, id)| (IpNet::V6(*p), *id)));
+        for (prefix, id) in named {
+            let d = &mut self.dests[id as usize];
+            let (c, _) = Self::remove_in(&cfg, d, &mut self.empty, |p| p.source.key() == source);
+            if c == Changed::Yes {
+                changed.push((prefix, id));
+            }
+        }
+        changed
     }
 
     /// The destination with id `id` (also one emptied and not pruned yet;

@@ -398,9 +398,7 @@ impl Main {
             let _ = p.cmd.send(PeerCmd::Stop(Some(n))).await;
             // Give it a moment to flush the NOTIFICATION; never hang on it.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
-            let prefixes: Vec<IpNet> = p.rib_in.prefixes().collect();
-            let changed = self.withdraw_all_from(key, prefixes);
-            self.propagate(changed).await;
+            self.withdraw_all_from(key).await;
         }
         self.interner.collect();
     }
@@ -627,7 +625,10 @@ impl Main {
                 let Some(rej) = self.rejected.get(key) else {
                     continue;
                 };
-                for ((prefix, path_id), r) in p.rib_in.iter().filter(|((pfx, _), _)| want(pfx)) {
+                // A rejected route is always held in the Adj-RIB-In.
+                for (&(prefix, path_id), r) in
+                    p.rib_in.iter_held().filter(|((pfx, _), _)| want(pfx))
+                {
                     let Some(reason) = rej.get(&prefix) else {
                         continue;
                     };
@@ -653,7 +654,11 @@ impl Main {
             .iter()
             .filter(|(k, _)| q.peer.as_ref().is_none_or(|x| x == *k))
         {
-            for ((prefix, path_id), r) in p.rib_in.iter().filter(|((pfx, _), _)| want(pfx)) {
+            for ((prefix, path_id), r) in self
+                .received(key)
+                .into_iter()
+                .filter(|((pfx, _), _)| want(pfx))
+            {
                 let d = self.loc.get(&prefix);
                 let is = |i: usize| {
                     d.is_some_and(|d| {

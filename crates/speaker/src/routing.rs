@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bgp_rib::best::{Path, PeerInfo, Source};
-use bgp_rib::locrib::Changed;
-use bgp_rib::OutRoute;
+use bgp_rib::locrib::{Changed, Outcome};
+use bgp_rib::{OutRoute, Route, RouteKey};
 use bgp_wire::update::{pack_announce, pack_withdraw, NextHop};
 use bgp_wire::{AsPath, Message, Origin, PathAttrs, Repair, RouteRefresh, Update};
 use bytes::BytesMut;
@@ -50,41 +50,57 @@ impl Main {
         None
     }
 
-    /// `attrs`: the announcements' attribute set as the Adj-RIB-In interned
-    /// it. Returns the changed destinations as (prefix, id), for
+    /// One UPDATE from `key` into its Adj-RIB-In and the Loc-RIB:
+    /// withdrawals (including RFC 7606 treat-as-withdraw), then
+    /// announcements (each an implicit withdraw of what it replaces). The
+    /// changed destinations are added to `changed` as (prefix, id), for
     /// [`Main::propagate_ids`].
-    fn import(
-        &mut self,
-        key: &str,
-        update: &Update,
-        attrs: Option<Arc<PathAttrs>>,
-        changed: &mut Vec<(IpNet, u32)>,
-    ) {
-        if let Some(rejected) = self.rejected.get_mut(key) {
-            for n in update.withdrawals() {
-                rejected.remove(&n.prefix);
-            }
-        }
+    fn import(&mut self, key: &str, update: &Update, now: u32, changed: &mut Vec<(IpNet, u32)>) {
+        let Main {
+            peers,
+            rejected,
+            loc,
+            ..
+        } = self;
+        let Some(p) = peers.get_mut(key) else {
+            return;
+        };
+        let mut rejected = rejected.get_mut(key);
         for n in update.withdrawals() {
-            if let (Changed::Yes, Some(id)) =
-                self.loc.remove_id(&n.prefix, key, n.path_id.unwrap_or(0))
-            {
+            let path_id = n.path_id.unwrap_or(0);
+            let held = p.rib_in.release(&(n.prefix, path_id));
+            if let Some(r) = rejected.as_deref_mut() {
+                r.remove(&n.prefix);
+            }
+            let o = loc.remove_id(&n.prefix, key, path_id);
+            if held || o.had {
+                p.rib_in.count(false);
+            }
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }
         }
-        let Some(attrs) = attrs else {
-            return;
-        };
+        // One attribute set for every announcement of the UPDATE, interned
+        // once (the next hop is per route: MP next hops are not attributes).
+        let mut attrs: Option<Arc<PathAttrs>> = None;
         for (n, nh) in update.announcements() {
-            if let (Changed::Yes, Some(id)) =
-                self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &attrs, nh)
-            {
+            let a = attrs
+                .get_or_insert_with(|| {
+                    let mut a = update.attrs.clone();
+                    a.next_hop = None;
+                    self.interner.intern(a)
+                })
+                .clone();
+            let o = self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &a, nh, now);
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }
         }
     }
 
-    /// Run one received route through the checks and policy into the Loc-RIB.
+    /// Run one received route through the checks and policy into the
+    /// Loc-RIB, keeping it in the peer's Adj-RIB-In only if policy rejected
+    /// or changed it (else its Loc-RIB path is the received route).
     fn import_route(
         &mut self,
         key: &str,
@@ -92,7 +108,8 @@ impl Main {
         path_id: u32,
         attrs: &Arc<PathAttrs>,
         nh: NextHop,
-    ) -> (Changed, Option<u32>) {
+        since: u32,
+    ) -> Outcome {
         // Per prefix: no clone of the configuration, no allocation unless rejected.
         let igp_cost = self.igp_cost(&nh);
         let Main {
@@ -103,14 +120,19 @@ impl Main {
             loc,
             ..
         } = self;
-        let Some(g) = global.as_ref() else {
-            return (Changed::No, None);
+        let nothing = Outcome {
+            changed: Changed::No,
+            id: None,
+            had: false,
         };
-        let Some(p) = peers.get(key) else {
-            return (Changed::No, None);
+        let Some(g) = global.as_ref() else {
+            return nothing;
+        };
+        let Some(p) = peers.get_mut(key) else {
+            return nothing;
         };
         let Some(info) = p.session.as_ref().map(|s| s.info.clone()) else {
-            return (Changed::No, None);
+            return nothing;
         };
         let verdict = if let Some(why) = Self::import_check(g, attrs) {
             bgp_policy::Verdict::Reject(why.to_string())
@@ -143,7 +165,19 @@ impl Main {
                 })
             }
         };
-        match path_attrs {
+        let k = (prefix, path_id);
+        let was_held = p.rib_in.release(&k);
+        if path_attrs.as_ref().is_none_or(|a| !Arc::ptr_eq(a, attrs)) {
+            p.rib_in.hold(
+                k,
+                Route {
+                    attrs: attrs.clone(),
+                    next_hop: nh,
+                    since,
+                },
+            );
+        }
+        let o = match path_attrs {
             None => loc.remove_id(&prefix, key, path_id),
             Some(path_attrs) => {
                 let path = Path {
@@ -154,25 +188,51 @@ impl Main {
                     weight: 0,
                     igp_cost,
                     seq: 0,
+                    since,
                 };
-                let (c, id) = loc.upsert_id(prefix, path);
-                (c, Some(id))
+                loc.upsert_id(prefix, path)
+            }
+        };
+        if !(was_held || o.had) {
+            p.rib_in.count(true);
+        }
+        o
+    }
+
+    /// A peer's whole Adj-RIB-In, as received: the routes it holds (rejected
+    /// or changed by policy) and the peer's other Loc-RIB paths. A walk over
+    /// the Loc-RIB: for policy changes and listings, not per UPDATE.
+    pub(crate) fn received(&self, key: &str) -> Vec<(RouteKey, Route)> {
+        let Some(p) = self.peers.get(key) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(RouteKey, Route)> =
+            p.rib_in.iter_held().map(|(k, r)| (*k, r.clone())).collect();
+        for (prefix, d) in self.loc.iter() {
+            for x in d.paths.iter().filter(|x| x.source.key() == key) {
+                let k = (prefix, x.path_id);
+                if p.rib_in.held(&k).is_none() {
+                    out.push((
+                        k,
+                        Route {
+                            attrs: x.attrs.clone(),
+                            next_hop: x.next_hop,
+                            since: x.since,
+                        },
+                    ));
+                }
             }
         }
+        out
     }
 
     /// Policy changed for a peer: run what it sent through the new policy
     /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
     pub(crate) async fn reimport(&mut self, key: &str) {
-        let Some(p) = self.peers.get(key) else { return };
-        let routes: Vec<(IpNet, u32, NextHop, Arc<PathAttrs>)> = p
-            .rib_in
-            .iter()
-            .map(|((pfx, id), r)| (pfx, id, r.next_hop, r.attrs))
-            .collect();
         let mut changed = Vec::new();
-        for (prefix, path_id, nh, attrs) in routes {
-            if let (Changed::Yes, Some(id)) = self.import_route(key, prefix, path_id, &attrs, nh) {
+        for ((prefix, path_id), r) in self.received(key) {
+            let o = self.import_route(key, prefix, path_id, &r.attrs, r.next_hop, r.since);
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((prefix, id));
             }
         }
@@ -214,30 +274,15 @@ impl Main {
         }
     }
 
-    /// Remove every path of a peer (session down, peer removed).
-    pub(crate) fn withdraw_all_from(&mut self, key: &str, prefixes: Vec<IpNet>) -> Vec<IpNet> {
-        let mut changed = Vec::new();
-        for p in prefixes {
-            // Every path id of this peer for the prefix.
-            let ids: Vec<u32> = self
-                .loc
-                .get(&p)
-                .map(|d| {
-                    d.paths
-                        .iter()
-                        .filter(|x| x.source.key() == key)
-                        .map(|x| x.path_id)
-                        .collect()
-                })
-                .unwrap_or_default();
-            for id in ids {
-                if self.loc.remove(&p, key, id) == Changed::Yes {
-                    changed.push(p);
-                }
-            }
+    /// Remove every path of a peer and forget its Adj-RIB-In (session
+    /// down, peer removed), then tell the other peers.
+    pub(crate) async fn withdraw_all_from(&mut self, key: &str) {
+        if let Some(p) = self.peers.get_mut(key) {
+            p.rib_in = Default::default();
         }
-        changed.dedup();
-        changed
+        self.rejected.remove(key);
+        let changed = self.loc.remove_source(key);
+        self.propagate_ids(changed).await;
     }
 
     /// Replace the local originations, returning the prefixes whose selection changed.
@@ -281,6 +326,7 @@ impl Main {
                 weight: 0,
                 igp_cost: Some(0),
                 seq: 0,
+                since: 0,
             };
             // Blackhole-ness can change without the path changing.
             let was = self.originate.get(p).map(|x| x.blackhole);
@@ -456,6 +502,10 @@ impl Main {
     /// the whole batch (a burst of small UPDATEs becomes a few large ones, and
     /// a prefix that changed twice is sent once, in its final state).
     pub(crate) async fn updates(&mut self, batch: Vec<(String, u64, Box<Update>)>) {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
         let mut changed = Vec::new();
         let mut touched: Vec<String> = Vec::new();
         for (key, gen, update) in batch {
@@ -481,11 +531,10 @@ impl Main {
                     warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
                 }
             }
-            let applied = p
-                .rib_in
-                .apply(&update, &mut self.interner, SystemTime::now());
-            status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
-            self.import(&key, &update, applied.attrs, &mut changed);
+            self.import(&key, &update, now, &mut changed);
+            if let Some(p) = self.peers.get(&key) {
+                status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
+            }
             if !touched.contains(&key) {
                 touched.push(key);
             }
@@ -547,12 +596,8 @@ impl Main {
                 }
                 p.session = None;
                 p.rib_out.clear(&mut self.out_table);
-                self.rejected.remove(&key);
-                let prefixes: Vec<IpNet> = p.rib_in.prefixes().collect();
-                p.rib_in = Default::default();
-                info!(peer = %key, routes = prefixes.len(), "session down: routes from this peer removed");
-                let changed = self.withdraw_all_from(&key, prefixes);
-                self.propagate(changed).await;
+                info!(peer = %key, routes = p.rib_in.len(), "session down: routes from this peer removed");
+                self.withdraw_all_from(&key).await;
                 self.interner.collect();
             }
             PeerEvent::Update {

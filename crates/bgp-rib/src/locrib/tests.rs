@@ -38,6 +38,7 @@ fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
         weight: 0,
         igp_cost: Some(0),
         seq: 0,
+        since: 0,
     }
 }
 
@@ -314,12 +315,22 @@ fn ids_returned_by_changes_name_the_destination_and_prune_frees_each_once() {
     let mut rib = LocRib::default();
     let p: IpNet = "10.0.0.0/24".parse().unwrap();
     let q: IpNet = "2001:db8::/48".parse().unwrap();
-    let (c, ip) = rib.upsert_id(p, ebgp("192.0.2.1", 65001));
-    assert_eq!((c, rib.id(&p)), (Changed::Yes, Some(ip)));
-    let (_, iq) = rib.upsert_id(q, ebgp("192.0.2.1", 65001));
+    let o = rib.upsert_id(p, ebgp("192.0.2.1", 65001));
+    let ip = o.id.unwrap();
+    assert_eq!(
+        (o.changed, o.had, rib.id(&p)),
+        (Changed::Yes, false, Some(ip))
+    );
+    assert!(
+        rib.upsert_id(p, ebgp("192.0.2.1", 65001)).had,
+        "a replacement"
+    );
+    let iq = rib.upsert_id(q, ebgp("192.0.2.1", 65001)).id.unwrap();
     assert_eq!(rib.by_id(iq).best().unwrap().source.key(), "192.0.2.1");
-    assert_eq!(rib.remove_id(&p, "192.0.2.9", 0), (Changed::No, Some(ip)));
-    assert_eq!(rib.remove_id(&p, "192.0.2.1", 0), (Changed::Yes, Some(ip)));
+    let o = rib.remove_id(&p, "192.0.2.9", 0);
+    assert_eq!((o.changed, o.id, o.had), (Changed::No, Some(ip), false));
+    let o = rib.remove_id(&p, "192.0.2.1", 0);
+    assert_eq!((o.changed, o.id, o.had), (Changed::Yes, Some(ip), true));
     assert!(rib.by_id(ip).best().is_none());
     // A repeated entry, a live destination and a wrong id free nothing more.
     assert_eq!(
@@ -330,12 +341,37 @@ fn ids_returned_by_changes_name_the_destination_and_prune_frees_each_once() {
     // The freed id is reused once, by the next new destination only.
     let r: IpNet = "10.0.1.0/24".parse().unwrap();
     let s: IpNet = "10.0.2.0/24".parse().unwrap();
-    let (_, ir) = rib.upsert_id(r, ebgp("192.0.2.1", 65001));
-    let (_, is) = rib.upsert_id(s, ebgp("192.0.2.1", 65001));
+    let ir = rib.upsert_id(r, ebgp("192.0.2.1", 65001)).id.unwrap();
+    let is = rib.upsert_id(s, ebgp("192.0.2.1", 65001)).id.unwrap();
     assert_eq!(ir, ip);
     assert!(is != ir && is != iq);
+    let o = rib.remove_id(&"10.9.0.0/16".parse().unwrap(), "x", 0);
+    assert_eq!((o.changed, o.id), (Changed::No, None));
+}
+
+#[test]
+fn remove_source_takes_every_path_of_one_peer_in_one_walk() {
+    let mut rib = LocRib::default();
+    let p: IpNet = "10.0.0.0/24".parse().unwrap();
+    let q: IpNet = "10.0.1.0/24".parse().unwrap();
+    let v6: IpNet = "2001:db8::/48".parse().unwrap();
+    rib.upsert(p, ebgp("192.0.2.1", 65001));
+    rib.upsert(p, ebgp("192.0.2.2", 65002)); // younger: not the best path
+    rib.upsert(q, ebgp("192.0.2.2", 65002));
+    rib.upsert(v6, ebgp("192.0.2.1", 65001));
+    let mut changed = rib.remove_source("192.0.2.1");
+    changed.sort();
+    let ids = |x: &[IpNet]| {
+        x.iter()
+            .map(|p| (*p, rib.id(p).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(changed, ids(&[p, v6]), "q had no path from it");
     assert_eq!(
-        rib.remove_id(&"10.9.0.0/16".parse().unwrap(), "x", 0),
-        (Changed::No, None)
+        rib.get(&p).unwrap().best().unwrap().source.key(),
+        "192.0.2.2"
     );
+    assert!(rib.get(&v6).is_none());
+    assert_eq!(rib.len(), 2);
+    assert!(rib.remove_source("192.0.2.1").is_empty());
 }

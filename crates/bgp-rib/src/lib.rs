@@ -25,25 +25,38 @@ use ipnet::IpNet;
 
 /// Shares identical attribute sets.
 /// (hashbrown's default hasher: fast, and randomly seeded so that attribute
-/// sets crafted by a peer cannot be made to collide.)
-#[derive(Debug, Default)]
+/// sets crafted by a peer cannot be made to collide. Each set's hash is kept
+/// beside it: a new set is hashed once, not again for its insert nor every
+/// time the table grows, which re-hashed every set held.)
+#[derive(Default)]
 pub struct Interner {
-    set: hashbrown::HashSet<Arc<PathAttrs>>,
+    set: hashbrown::HashTable<(u64, Arc<PathAttrs>)>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for Interner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interner")
+            .field("sets", &self.set.len())
+            .finish()
+    }
 }
 
 impl Interner {
     pub fn intern(&mut self, a: PathAttrs) -> Arc<PathAttrs> {
-        if let Some(x) = self.set.get(&a) {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(&a);
+        if let Some((_, x)) = self.set.find(h, |(xh, x)| *xh == h && **x == a) {
             return x.clone();
         }
         let x = Arc::new(a);
-        self.set.insert(x.clone());
+        self.set.insert_unique(h, (h, x.clone()), |(h, _)| *h);
         x
     }
 
     /// Drop sets no route uses any more.
     pub fn collect(&mut self) {
-        self.set.retain(|a| Arc::strong_count(a) > 1);
+        self.set.retain(|(_, a)| Arc::strong_count(a) > 1);
     }
 
     pub fn len(&self) -> usize {

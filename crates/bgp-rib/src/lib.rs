@@ -193,6 +193,14 @@ impl OutTable {
         h
     }
 
+    /// One more holder of a handle just returned by [`OutTable::acquire`].
+    fn acquire_again(&mut self, h: u32) -> u32 {
+        if let Some((_, n)) = &mut self.entries[h as usize - 1] {
+            *n += 1;
+        }
+        h
+    }
+
     fn release(&mut self, h: u32) {
         let slot = &mut self.entries[h as usize - 1];
         if let Some((r, n)) = slot {
@@ -248,9 +256,13 @@ impl AdjRibOut {
         changes: impl IntoIterator<Item = (IpNet, u32, Option<OutRoute>)>,
         resend: bool,
     ) -> OutDiff {
-        let mut groups: hashbrown::HashMap<GroupKey, (Arc<PathAttrs>, Vec<Nlri>)> =
-            hashbrown::HashMap::new();
-        let mut order = Vec::new();
+        // Groups in order of first appearance, found through `index`; runs
+        // of prefixes with the same route (the common case: they came in one
+        // UPDATE) reuse the last group and the last shared-table handle.
+        let mut groups: Vec<(Arc<PathAttrs>, NextHop, Family, Vec<Nlri>)> = Vec::new();
+        let mut index: hashbrown::HashMap<GroupKey, usize> = hashbrown::HashMap::new();
+        let mut last_group: Option<(GroupKey, usize)> = None;
+        let mut last_handle: Option<((usize, NextHop), u32)> = None;
         let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
         for (p, id, want) in changes {
             let i = id as usize;
@@ -263,19 +275,32 @@ impl AdjRibOut {
                     if same && !resend {
                         continue;
                     }
-                    let k = (Arc::as_ptr(&r.attrs), r.next_hop, Nlri::new(p).family());
-                    groups
-                        .entry(k)
-                        .or_insert_with(|| {
-                            order.push(k);
-                            (r.attrs.clone(), Vec::new())
-                        })
-                        .1
-                        .push(Nlri::new(p));
+                    let n = Nlri::new(p);
+                    let k = (Arc::as_ptr(&r.attrs), r.next_hop, n.family());
+                    let g = match last_group {
+                        Some((lk, g)) if lk == k => g,
+                        _ => {
+                            let g = *index.entry(k).or_insert_with(|| {
+                                groups.push((r.attrs.clone(), k.1, k.2, Vec::new()));
+                                groups.len() - 1
+                            });
+                            last_group = Some((k, g));
+                            g
+                        }
+                    };
+                    groups[g].3.push(n);
                     if same {
                         continue;
                     }
-                    let h = table.acquire(r);
+                    let hk = (Arc::as_ptr(&r.attrs) as usize, r.next_hop);
+                    let h = match last_handle {
+                        Some((lk, h)) if lk == hk => table.acquire_again(h),
+                        _ => {
+                            let h = table.acquire(r);
+                            last_handle = Some((hk, h));
+                            h
+                        }
+                    };
                     if i >= self.sent.len() {
                         self.sent.resize(i + 1, 0);
                     }
@@ -298,10 +323,7 @@ impl AdjRibOut {
             }
         }
         OutDiff {
-            announce: order
-                .into_iter()
-                .filter_map(|k| groups.remove(&k).map(|(a, v)| (a, k.1, k.2, v)))
-                .collect(),
+            announce: groups,
             withdraw: withdraw.into_iter().collect(),
         }
     }

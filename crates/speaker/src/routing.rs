@@ -23,6 +23,36 @@ use crate::kernel::{self, KernelEvent};
 use crate::peer::{PeerCmd, PeerEvent};
 use crate::{status, Main, Session};
 
+/// What import knows of a route besides its prefix, attributes and next
+/// hop, worked out once per UPDATE, attribute set or next hop, not per prefix.
+#[derive(Clone, Copy)]
+struct Prechecked {
+    /// When it was received (Unix seconds).
+    since: u32,
+    /// Why the attribute set must not enter the Loc-RIB ([`Main::import_check`]).
+    loop_check: Option<&'static str>,
+    /// IGP cost to the next hop (`None`: unreachable).
+    igp_cost: Option<u32>,
+}
+
+/// What an export depends on besides the peer, when the peer has no export
+/// filter: the family, and the best path's source, attributes (both by
+/// identity) and next hop.
+type ExportInput = (bool, usize, usize, NextHop);
+
+fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
+    let src = match &best.source {
+        Source::Local => 0,
+        Source::Peer(i) => Arc::as_ptr(i) as usize,
+    };
+    (
+        matches!(prefix, IpNet::V4(_)),
+        src,
+        Arc::as_ptr(&best.attrs) as usize,
+        best.next_hop,
+    )
+}
+
 impl Main {
     // ---------------------------------------------------------------- import
 
@@ -81,17 +111,33 @@ impl Main {
             }
         }
         // One attribute set for every announcement of the UPDATE, interned
-        // once (the next hop is per route: MP next hops are not attributes).
-        let mut attrs: Option<Arc<PathAttrs>> = None;
+        // and loop-checked once (the next hop is per route: MP next hops are
+        // not attributes); the IGP cost once per run of one next hop.
+        let mut attrs: Option<(Arc<PathAttrs>, Option<&'static str>)> = None;
+        let mut last_nh: Option<(NextHop, Option<u32>)> = None;
         for (n, nh) in update.announcements() {
-            let a = attrs
+            let (a, loop_check) = attrs
                 .get_or_insert_with(|| {
                     let mut a = update.attrs.clone();
                     a.next_hop = None;
-                    self.interner.intern(a)
+                    let check = self.global.as_ref().and_then(|g| Self::import_check(g, &a));
+                    (self.interner.intern(a), check)
                 })
                 .clone();
-            let o = self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &a, nh, now);
+            let igp_cost = match last_nh {
+                Some((x, c)) if x == nh => c,
+                _ => {
+                    let c = self.igp_cost(&nh);
+                    last_nh = Some((nh, c));
+                    c
+                }
+            };
+            let pre = Prechecked {
+                since: now,
+                loop_check,
+                igp_cost,
+            };
+            let o = self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &a, nh, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }
@@ -108,10 +154,11 @@ impl Main {
         path_id: u32,
         attrs: &Arc<PathAttrs>,
         nh: NextHop,
-        since: u32,
+        pre: Prechecked,
     ) -> Outcome {
+        let since = pre.since;
         // Per prefix: no clone of the configuration, no allocation unless rejected.
-        let igp_cost = self.igp_cost(&nh);
+        let igp_cost = pre.igp_cost;
         let Main {
             global,
             peers,
@@ -134,7 +181,7 @@ impl Main {
         let Some(info) = p.session.as_ref().map(|s| s.info.clone()) else {
             return nothing;
         };
-        let verdict = if let Some(why) = Self::import_check(g, attrs) {
+        let verdict = if let Some(why) = pre.loop_check {
             bgp_policy::Verdict::Reject(why.to_string())
         } else if let Some(Err(why)) = p.cfg.pod.as_ref().map(|pod| pod.check(&prefix)) {
             bgp_policy::Verdict::Reject(why)
@@ -230,8 +277,14 @@ impl Main {
     /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
     pub(crate) async fn reimport(&mut self, key: &str) {
         let mut changed = Vec::new();
+        let Some(g) = self.global.clone() else { return };
         for ((prefix, path_id), r) in self.received(key) {
-            let o = self.import_route(key, prefix, path_id, &r.attrs, r.next_hop, r.since);
+            let pre = Prechecked {
+                since: r.since,
+                loop_check: Self::import_check(&g, &r.attrs),
+                igp_cost: self.igp_cost(&r.next_hop),
+            };
+            let o = self.import_route(key, prefix, path_id, &r.attrs, r.next_hop, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((prefix, id));
             }
@@ -373,10 +426,26 @@ impl Main {
             .map(|(p, id)| (p, id, self.loc.by_id(id).best().cloned()))
             .collect();
         for k in keys {
+            // Consecutive prefixes mostly share a best path's attributes
+            // (they came in one UPDATE). Without an export filter (which may
+            // look at the prefix), the same inputs give the same route: the
+            // last result is reused.
+            let reuse = self.peers.get(&k).is_some_and(|p| p.cfg.filters.is_empty());
+            let mut last: Option<(ExportInput, Option<OutRoute>)> = None;
             let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
                 .iter()
                 .map(|(p, id, best)| {
-                    let out = best.as_ref().and_then(|b| self.export_path(&k, p, b));
+                    let out = best.as_ref().and_then(|b| {
+                        let input = export_input(p, b);
+                        match &last {
+                            Some((i, out)) if reuse && *i == input => out.clone(),
+                            _ => {
+                                let out = self.export_path(&k, p, b);
+                                last = Some((input, out.clone()));
+                                out
+                            }
+                        }
+                    });
                     (*p, *id, out)
                 })
                 .collect();

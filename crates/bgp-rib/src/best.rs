@@ -46,6 +46,14 @@ impl Source {
             Source::Peer(p) => &p.key,
         }
     }
+    /// The source by identity (0 for local paths): equal for paths from the
+    /// same session, whatever its key.
+    pub fn identity(&self) -> usize {
+        match self {
+            Source::Local => 0,
+            Source::Peer(p) => Arc::as_ptr(p) as usize,
+        }
+    }
     pub fn peer(&self) -> Option<&PeerInfo> {
         match self {
             Source::Local => None,

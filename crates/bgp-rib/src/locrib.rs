@@ -79,12 +79,8 @@ type Selection = smallvec::SmallVec<[SelEntry; 2]>;
 fn selection(d: &Dest) -> Selection {
     d.multipath()
         .map(|p| {
-            let src = match &p.source {
-                crate::best::Source::Local => 0,
-                crate::best::Source::Peer(i) => std::sync::Arc::as_ptr(i) as usize,
-            };
             (
-                src,
+                p.source.identity(),
                 p.path_id,
                 p.next_hop.addr(),
                 std::sync::Arc::as_ptr(&p.attrs) as usize,
@@ -136,12 +132,6 @@ impl LocRib {
 
     fn get_any(&self, prefix: &IpNet) -> Option<&Dest> {
         self.id_any(prefix).map(|id| &self.dests[id as usize])
-    }
-
-    /// The id and best path of `prefix`'s destination, also when its last
-    /// path is gone but it is not pruned yet (then no best path).
-    pub fn lookup(&self, prefix: &IpNet) -> Option<(u32, Option<&Path>)> {
-        self.get_any(prefix).map(|d| (d.id, d.best()))
     }
 
     /// The id of `prefix`'s destination, also when its last path is gone

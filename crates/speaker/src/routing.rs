@@ -41,13 +41,9 @@ struct Prechecked {
 type ExportInput = (bool, usize, usize, NextHop);
 
 fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
-    let src = match &best.source {
-        Source::Local => 0,
-        Source::Peer(i) => Arc::as_ptr(i) as usize,
-    };
     (
         matches!(prefix, IpNet::V4(_)),
-        src,
+        best.source.identity(),
         Arc::as_ptr(&best.attrs) as usize,
         best.next_hop,
     )
@@ -277,11 +273,13 @@ impl Main {
     /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
     pub(crate) async fn reimport(&mut self, key: &str) {
         let mut changed = Vec::new();
-        let Some(g) = self.global.clone() else { return };
         for ((prefix, path_id), r) in self.received(key) {
             let pre = Prechecked {
                 since: r.since,
-                loop_check: Self::import_check(&g, &r.attrs),
+                loop_check: self
+                    .global
+                    .as_ref()
+                    .and_then(|g| Self::import_check(g, &r.attrs)),
                 igp_cost: self.igp_cost(&r.next_hop),
             };
             let o = self.import_route(key, prefix, path_id, &r.attrs, r.next_hop, pre);

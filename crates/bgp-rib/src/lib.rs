@@ -5,7 +5,8 @@
 //! - [`AdjRibIn`]: what one peer announced (after RFC 7606 repair) that the
 //!   Loc-RIB does not hold as received: routes import policy rejected or changed.
 //! - [`AdjRibOut`]: what we announced to one peer, as a handle per Loc-RIB
-//!   destination id into the [`OutTable`] all peers share;
+//!   destination id into the [`OutTable`] all peers share (each entry the
+//!   best path's attribute set and a [`rewrite::Rewrite`] applied at send time);
 //!   [`AdjRibOut::update`] turns wanted routes into the minimal announcements
 //!   and withdrawals, grouped by attribute set so one UPDATE carries many
 //!   prefixes.
@@ -15,6 +16,7 @@
 
 pub mod best;
 pub mod locrib;
+pub mod rewrite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use bgp_wire::update::NextHop;
 use bgp_wire::{Family, Nlri, PathAttrs};
 use ipnet::IpNet;
+pub use rewrite::Rewrite;
 
 /// Shares identical attribute sets.
 /// (hashbrown's default hasher: fast, and randomly seeded so that attribute
@@ -135,17 +138,43 @@ impl AdjRibIn {
     }
 }
 
-/// A route we want a peer to have.
+/// A route we want a peer to have: an attribute set (interned: mostly the
+/// Loc-RIB best path's own), how it is rewritten when sent, and the next hop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRoute {
     pub attrs: Arc<PathAttrs>,
+    pub rewrite: Rewrite,
     pub next_hop: NextHop,
 }
 
-/// Announcements grouped by (attribute set, next hop, family), and withdrawals by family.
+impl OutRoute {
+    /// The attributes as the peer gets them.
+    pub fn sent_attrs(&self) -> PathAttrs {
+        self.rewrite.apply(&self.attrs)
+    }
+
+    /// What names this route among others: attribute set by identity, rewrite, next hop.
+    fn identity(&self) -> (usize, Rewrite, NextHop) {
+        (
+            Arc::as_ptr(&self.attrs) as usize,
+            self.rewrite,
+            self.next_hop,
+        )
+    }
+}
+
+/// Prefixes announced with one route, in one family.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Announce {
+    pub route: OutRoute,
+    pub family: Family,
+    pub nlri: Vec<Nlri>,
+}
+
+/// Announcements grouped by route and family, and withdrawals by family.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct OutDiff {
-    pub announce: Vec<(Arc<PathAttrs>, NextHop, Family, Vec<Nlri>)>,
+    pub announce: Vec<Announce>,
     pub withdraw: Vec<(Family, Vec<Nlri>)>,
 }
 
@@ -155,42 +184,70 @@ impl OutDiff {
     }
 }
 
-/// Announcements share an UPDATE when attribute set (by identity), next hop and family match.
-type GroupKey = (*const PathAttrs, NextHop, Family);
+/// Announcements share an UPDATE when route ([`OutRoute::identity`]) and family match.
+type GroupKey = ((usize, Rewrite, NextHop), Family);
 
-/// The routes sent to peers, each (attribute set, next hop) once for every
-/// peer and prefix that has it, named by a small handle and counted.
-#[derive(Debug, Default)]
+/// The routes sent to peers, each (attribute set, rewrite, next hop) once
+/// for every peer and prefix that has it, named by a small handle and counted.
+#[derive(Default)]
 pub struct OutTable {
     /// By handle - 1: the route and how many Adj-RIB-Out entries hold it
     /// (`None`: a free slot).
     entries: Vec<Option<(OutRoute, u32)>>,
-    /// Attribute sets are interned, so identity names them.
-    index: hashbrown::HashMap<(usize, NextHop), u32>,
+    /// Handles by [`OutRoute::identity`] (attribute sets are interned, so
+    /// identity names them); the keys are the entries themselves.
+    index: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
     free: Vec<u32>,
 }
 
+impl std::fmt::Debug for OutTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutTable")
+            .field("routes", &self.index.len())
+            .finish()
+    }
+}
+
 impl OutTable {
+    fn hash(&self, r: &OutRoute) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(r.identity())
+    }
+
     fn acquire(&mut self, r: OutRoute) -> u32 {
-        let key = (Arc::as_ptr(&r.attrs) as usize, r.next_hop);
-        if let Some(h) = self.index.get(&key) {
-            if let Some((_, n)) = &mut self.entries[*h as usize - 1] {
+        let h = self.hash(&r);
+        let id = r.identity();
+        let entries = &mut self.entries;
+        let found = self.index.find(h, |&x| {
+            entries[x as usize - 1]
+                .as_ref()
+                .is_some_and(|(e, _)| e.identity() == id)
+        });
+        if let Some(&x) = found {
+            if let Some((_, n)) = &mut entries[x as usize - 1] {
                 *n += 1;
             }
-            return *h;
+            return x;
         }
-        let h = match self.free.pop() {
-            Some(h) => {
-                self.entries[h as usize - 1] = Some((r, 1));
-                h
+        let x = match self.free.pop() {
+            Some(x) => {
+                entries[x as usize - 1] = Some((r, 1));
+                x
             }
             None => {
-                self.entries.push(Some((r, 1)));
-                self.entries.len() as u32
+                entries.push(Some((r, 1)));
+                entries.len() as u32
             }
         };
-        self.index.insert(key, h);
-        h
+        let hasher = &self.hasher;
+        self.index.insert_unique(h, x, |&x| {
+            use std::hash::BuildHasher;
+            entries[x as usize - 1]
+                .as_ref()
+                .map_or(0, |(e, _)| hasher.hash_one(e.identity()))
+        });
+        x
     }
 
     /// One more holder of a handle just returned by [`OutTable::acquire`].
@@ -201,17 +258,24 @@ impl OutTable {
         h
     }
 
-    fn release(&mut self, h: u32) {
-        let slot = &mut self.entries[h as usize - 1];
-        if let Some((r, n)) = slot {
-            *n -= 1;
-            if *n == 0 {
-                self.index
-                    .remove(&(Arc::as_ptr(&r.attrs) as usize, r.next_hop));
-                *slot = None;
-                self.free.push(h);
-            }
+    fn release(&mut self, x: u32) {
+        let i = x as usize - 1;
+        let Some((r, n)) = &mut self.entries[i] else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
         }
+        let h = {
+            use std::hash::BuildHasher;
+            self.hasher.hash_one(r.identity())
+        };
+        if let Ok(e) = self.index.find_entry(h, |&y| y == x) {
+            e.remove();
+        }
+        self.entries[i] = None;
+        self.free.push(x);
     }
 
     /// The route a handle names.
@@ -259,40 +323,42 @@ impl AdjRibOut {
         // Groups in order of first appearance, found through `index`; runs
         // of prefixes with the same route (the common case: they came in one
         // UPDATE) reuse the last group and the last shared-table handle.
-        let mut groups: Vec<(Arc<PathAttrs>, NextHop, Family, Vec<Nlri>)> = Vec::new();
+        let mut groups: Vec<Announce> = Vec::new();
         let mut index: hashbrown::HashMap<GroupKey, usize> = hashbrown::HashMap::new();
         let mut last_group: Option<(GroupKey, usize)> = None;
-        let mut last_handle: Option<((usize, NextHop), u32)> = None;
+        let mut last_handle: Option<((usize, Rewrite, NextHop), u32)> = None;
         let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
         for (p, id, want) in changes {
             let i = id as usize;
             let cur = self.sent.get(i).copied().unwrap_or(0);
             match want {
                 Some(r) => {
-                    let same = table.get(cur).is_some_and(|c| {
-                        Arc::ptr_eq(&c.attrs, &r.attrs) && c.next_hop == r.next_hop
-                    });
+                    let hk = r.identity();
+                    let same = table.get(cur).is_some_and(|c| c.identity() == hk);
                     if same && !resend {
                         continue;
                     }
                     let n = Nlri::new(p);
-                    let k = (Arc::as_ptr(&r.attrs), r.next_hop, n.family());
+                    let k = (hk, n.family());
                     let g = match last_group {
                         Some((lk, g)) if lk == k => g,
                         _ => {
                             let g = *index.entry(k).or_insert_with(|| {
-                                groups.push((r.attrs.clone(), k.1, k.2, Vec::new()));
+                                groups.push(Announce {
+                                    route: r.clone(),
+                                    family: k.1,
+                                    nlri: Vec::new(),
+                                });
                                 groups.len() - 1
                             });
                             last_group = Some((k, g));
                             g
                         }
                     };
-                    groups[g].3.push(n);
+                    groups[g].nlri.push(n);
                     if same {
                         continue;
                     }
-                    let hk = (Arc::as_ptr(&r.attrs) as usize, r.next_hop);
                     let h = match last_handle {
                         Some((lk, h)) if lk == hk => table.acquire_again(h),
                         _ => {
@@ -415,6 +481,7 @@ mod tests {
         let nh = NextHop::V4("192.0.2.1".parse().unwrap());
         let r = |a: &Arc<PathAttrs>| OutRoute {
             attrs: a.clone(),
+            rewrite: Rewrite::AsIs,
             next_hop: nh,
         };
         let mut t = OutTable::default();
@@ -429,7 +496,7 @@ mod tests {
         };
         let d = out.update(&mut t, want(&a1, &a2), false);
         assert_eq!(d.announce.len(), 2);
-        assert_eq!(d.announce[0].3.len(), 2);
+        assert_eq!(d.announce[0].nlri.len(), 2);
         assert_eq!((out.len(), t.len()), (3, 2));
         // A second peer with the same routes adds no table entry.
         other.update(&mut t, want(&a1, &a2), false);
@@ -451,7 +518,7 @@ mod tests {
             vec![(Family::IPV4_UNICAST, vec![Nlri::new(p("10.0.1.0/24"))])]
         );
         assert_eq!(d.announce.len(), 1);
-        assert_eq!(d.announce[0].3, vec![Nlri::new(p("10.0.2.0/24"))]);
+        assert_eq!(d.announce[0].nlri, vec![Nlri::new(p("10.0.2.0/24"))]);
         assert_eq!(out.len(), 2);
         assert_eq!(t.get(out.get(2).unwrap()).unwrap().attrs, a1);
         assert_eq!(out.get(1), None);
@@ -464,5 +531,24 @@ mod tests {
         // A freed handle is reused.
         out.update(&mut t, vec![(p("10.0.3.0/24"), 3, Some(r(&a2)))], false);
         assert_eq!(t.get(out.get(3).unwrap()).unwrap().attrs, a2);
+        // The same set with another rewrite is another route: sent again, its own entry.
+        let ebgp = OutRoute {
+            rewrite: Rewrite::Ebgp {
+                asn: 64512,
+                keep_med: false,
+            },
+            ..r(&a2)
+        };
+        let d = out.update(
+            &mut t,
+            vec![(p("10.0.3.0/24"), 3, Some(ebgp.clone()))],
+            false,
+        );
+        assert_eq!(d.announce.len(), 1);
+        assert_eq!(d.announce[0].route, ebgp);
+        assert_eq!(t.len(), 1, "the as-is entry went with its last holder");
+        other.update(&mut t, vec![(p("10.0.4.0/24"), 4, Some(r(&a2)))], false);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(other.get(4).unwrap()).unwrap().rewrite, Rewrite::AsIs);
     }
 }

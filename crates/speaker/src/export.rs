@@ -10,13 +10,12 @@
 //! - never back to the peer a route came from.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use bgp_fsm::Negotiated;
 use bgp_rib::best::{Path, Source};
-use bgp_rib::{Interner, OutRoute};
+use bgp_rib::{OutRoute, Rewrite};
 use bgp_wire::update::NextHop;
-use bgp_wire::{Family, Nlri, PathAttrs};
+use bgp_wire::{Family, Nlri};
 use datastore::{GlobalCfg, PeerCfg};
 use ipnet::IpNet;
 
@@ -71,29 +70,16 @@ pub struct Target<'a> {
     pub local: SocketAddr,
 }
 
-/// Memo of transformed attribute sets, shared by every session: the result
-/// depends only on the input set (by identity), how it is sent (reflected,
-/// from which router, local or not) and whether to iBGP or eBGP, never on the
-/// prefix or on which peer of a kind it goes to.
-pub type ExportCache =
-    hashbrown::HashMap<(usize, bool, u32, bool, bool), (Arc<PathAttrs>, Arc<PathAttrs>)>;
-
-/// The route `best` becomes when sent to `to`, or `None` when it must not be sent.
-pub fn export(
-    prefix: &IpNet,
-    best: &Path,
-    to: &Target,
-    global: &GlobalCfg,
-    interner: &mut Interner,
-    cache: &mut ExportCache,
-) -> Option<OutRoute> {
+/// The route `best` becomes when sent to `to`, or `None` when it must not
+/// be sent. The attribute set is `best`'s own, with the [`Rewrite`] that
+/// sending applies: nothing is built or kept per exported set.
+pub fn export(prefix: &IpNet, best: &Path, to: &Target, global: &GlobalCfg) -> Option<OutRoute> {
     let fam: Family = Nlri::new(*prefix).family();
     if !to.neg.families.contains(&fam) {
         return None;
     }
     let to_ibgp = to.neg.peer_as == global.asn;
-    let mut reflected = false;
-    let mut src_id = 0u32;
+    let mut reflect = None;
     match &best.source {
         Source::Local => {}
         Source::Peer(src) => {
@@ -107,7 +93,7 @@ pub fn export(
             match (src.ibgp, to_ibgp) {
                 (false, false) if !src.pod && !src.transit => return None,
                 (true, true) => {
-                    global.cluster_id?;
+                    let cluster = global.cluster_id?;
                     if !src.rr_client && !to.cfg.rr_client {
                         return None;
                     }
@@ -115,60 +101,28 @@ pub fn export(
                     if best.attrs.originator_id == Some(to.neg.peer_id) {
                         return None;
                     }
-                    reflected = true;
-                    src_id = u32::from(src.router_id);
+                    reflect = Some((src.router_id, cluster));
                 }
                 _ => {}
             }
         }
     }
-    let next_hop = if reflected || (to.cfg.keep_original_next_hop && !best.is_local()) {
+    let next_hop = if reflect.is_some() || (to.cfg.keep_original_next_hop && !best.is_local()) {
         best.next_hop
     } else {
         next_hop_self(prefix, to.local, to.neg, global)?
     };
-    let key = (
-        Arc::as_ptr(&best.attrs) as usize,
-        reflected,
-        src_id,
-        best.is_local(),
-        to_ibgp,
-    );
-    if let Some((_, out)) = cache.get(&key) {
-        return Some(OutRoute {
-            attrs: out.clone(),
-            next_hop,
-        });
-    }
-    let mut a = (*best.attrs).clone();
-    if reflected {
-        if a.originator_id.is_none() {
-            a.originator_id = Some(std::net::Ipv4Addr::from(src_id));
-        }
-        if let Some(cluster) = global.cluster_id {
-            a.cluster_list.insert(0, cluster);
-        }
-    }
-    if to_ibgp {
-        a.local_pref = Some(best.local_pref());
+    let rewrite = if to_ibgp {
+        Rewrite::Ibgp { reflect }
     } else {
-        a.local_pref = None;
-        a.originator_id = None;
-        a.cluster_list.clear();
-        if !best.is_local() {
-            // RFC 4271 §5.1.4: a MED learned from one AS is not passed to another.
-            a.med = None;
+        Rewrite::Ebgp {
+            asn: global.asn,
+            keep_med: best.is_local(),
         }
-        a.as_path
-            .get_or_insert_with(Default::default)
-            .prepend(global.asn, 1);
-    }
-    a.next_hop = None;
-    let out = interner.intern(a);
-    // The input is kept alive in the entry so its address stays unique.
-    cache.insert(key, (best.attrs.clone(), out.clone()));
+    };
     Some(OutRoute {
-        attrs: out,
+        attrs: best.attrs.clone(),
+        rewrite,
         next_hop,
     })
 }

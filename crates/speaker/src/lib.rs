@@ -161,8 +161,6 @@ pub(crate) struct Main {
     pub loc: LocRib,
     /// What peers were sent, each distinct route once (see `AdjRibOut`).
     pub out_table: OutTable,
-    /// Attribute sets as exported, shared by every session (see `export::ExportCache`).
-    pub export_cache: export::ExportCache,
     listener: Option<Listener>,
     /// TCP MD5 keys set on the listener, by peer address.
     md5_keys: BTreeMap<IpAddr, String>,
@@ -248,7 +246,6 @@ async fn main_loop(
         interner: Interner::default(),
         loc: LocRib::new(BestCfg::default()),
         out_table: OutTable::default(),
-        export_cache: Default::default(),
         listener: None,
         md5_keys: BTreeMap::new(),
         events_tx,
@@ -531,8 +528,6 @@ impl Main {
         sum.changed = changed;
         let global_changed = self.global.as_ref() != Some(&d.global);
         self.global = Some(d.global.clone());
-        // Exported attribute sets depend on the global configuration.
-        self.export_cache.clear();
         for (k, c) in &d.peers {
             if !self.peers.contains_key(k) {
                 if !sum.changed.contains(k) {
@@ -701,7 +696,7 @@ impl Main {
                     direction: "advertised",
                     peer: key.clone(),
                     next_hop: r.next_hop.to_string(),
-                    attrs: (*r.attrs).clone(),
+                    attrs: r.sent_attrs(),
                     since: 0,
                     best: false,
                     multipath: false,

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use bgp_rib::best::{Path, PeerInfo, Source};
 use bgp_rib::locrib::{Changed, Outcome};
-use bgp_rib::{OutRoute, Route, RouteKey};
+use bgp_rib::{OutRoute, Rewrite, Route, RouteKey};
 use bgp_wire::update::{pack_announce, pack_withdraw, NextHop};
 use bgp_wire::{AsPath, Message, Origin, PathAttrs, Repair, RouteRefresh, Update};
 use bytes::BytesMut;
@@ -467,39 +467,31 @@ impl Main {
     fn export_path(&mut self, key: &str, prefix: &IpNet, best: &Path) -> Option<OutRoute> {
         let g = self.global.as_ref()?;
         let p = self.peers.get_mut(key)?;
-        let s = p.session.as_mut()?;
-        // Entries of attribute sets no longer in use would pile up: start over.
-        if self.export_cache.len() > 2 * self.interner.len() + 4096 {
-            self.export_cache.clear();
-        }
+        let s = p.session.as_ref()?;
         let target = Target {
             key,
             cfg: &p.cfg,
             neg: &s.neg,
             local: s.local,
         };
-        let out = export(
-            prefix,
-            best,
-            &target,
-            g,
-            &mut self.interner,
-            &mut self.export_cache,
-        )?;
+        let out = export(prefix, best, &target, g)?;
         if p.cfg.filters.is_empty() {
             return Some(out);
         }
+        // A filter sees the attributes as they would be sent.
+        let sent = out.sent_attrs();
         match bgp_policy::evaluate(
             &p.cfg.filters,
             bgp_policy::Direction::Export,
             prefix,
-            &out.attrs,
+            &sent,
             g.asn,
         ) {
             bgp_policy::Verdict::Reject(_) => None,
             bgp_policy::Verdict::Accept(None) => Some(out),
             bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute {
                 attrs: self.interner.intern(a),
+                rewrite: Rewrite::AsIs,
                 next_hop: out.next_hop,
             }),
         }
@@ -519,8 +511,13 @@ impl Main {
         for (fam, nlri) in &diff.withdraw {
             updates += pack_withdraw(&ctx, *fam, nlri, &mut buf);
         }
-        for (attrs, nh, fam, nlri) in &diff.announce {
-            updates += pack_announce(&ctx, attrs, *fam, *nh, nlri, &mut buf);
+        // The rewritten attributes exist only while their UPDATEs are encoded.
+        for a in &diff.announce {
+            let mut attrs = a.route.sent_attrs();
+            if let NextHop::V4(nh) = a.route.next_hop {
+                attrs.next_hop = Some(nh);
+            }
+            updates += pack_announce(&ctx, &attrs, a.family, a.route.next_hop, &a.nlri, &mut buf);
         }
         if full {
             for fam in &s.neg.families {

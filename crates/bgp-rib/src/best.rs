@@ -67,8 +67,8 @@ impl Source {
 pub struct Path {
     pub source: Source,
     pub path_id: u32,
+    /// Interned; with the path's next hop as its `route_next_hop` (see [`Path::next_hop`]).
     pub attrs: Arc<PathAttrs>,
-    pub next_hop: NextHop,
     /// Local weight (not a BGP attribute), higher wins.
     pub weight: u32,
     /// IGP cost to the next hop; `None` = unresolvable, the path is not eligible.
@@ -79,7 +79,15 @@ pub struct Path {
     pub since: u32,
 }
 
+/// What a path without a next hop has (locally originated ones).
+pub const NO_NEXT_HOP: NextHop = NextHop::V4(Ipv4Addr::UNSPECIFIED);
+
 impl Path {
+    /// The next hop, kept in the interned attribute set (paths from one
+    /// peer mostly share it; 34 bytes less per path): unspecified when unset.
+    pub fn next_hop(&self) -> NextHop {
+        self.attrs.route_next_hop.unwrap_or(NO_NEXT_HOP)
+    }
     pub fn is_local(&self) -> bool {
         matches!(self.source, Source::Local)
     }
@@ -226,14 +234,56 @@ pub fn multipath_equal(a: &Path, b: &Path) -> bool {
         && a.igp_cost == b.igp_cost
 }
 
-/// Order `paths` best first and return the indices of the multipath set:
-/// the best path first, then equal paths with other next hops (empty when no
-/// path is eligible).
-/// Indices of the selected paths, best first (inline up to four: no
-/// allocation; 16-bit: paths past the 65,536th of a prefix are never in a
-/// multipath set).
-pub type Selected = smallvec::SmallVec<[u16; 4]>;
+/// The most paths in one multipath set (FRR's default `MULTIPATH_NUM`).
+pub const MAX_MULTIPATH: usize = 64;
 
+/// Which of a destination's paths (ordered best first by [`select`]) are
+/// selected: the best path (index 0) and the multipath set, as a bit per
+/// index. Eight bytes, no allocation; the multipath set is the best path
+/// and equal ones, which [`select`]'s order puts first, so 64 bits are
+/// [`MAX_MULTIPATH`] paths.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Selected(u64);
+
+impl Selected {
+    /// Nothing selected (no path is eligible).
+    pub const fn new() -> Self {
+        Selected(0)
+    }
+    fn with(self, i: usize) -> Self {
+        Selected(self.0 | 1 << i)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+    /// The best path's index.
+    pub fn first(&self) -> Option<usize> {
+        (self.0 != 0).then(|| self.0.trailing_zeros() as usize)
+    }
+    /// The `n`th selected index (0: the best path).
+    pub fn get(&self, n: usize) -> Option<usize> {
+        self.iter().nth(n)
+    }
+    /// The selected indices, best first.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            if bits == 0 {
+                return None;
+            }
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            Some(i)
+        })
+    }
+}
+
+/// Order `paths` best first and return the multipath set: the best path
+/// first, then equal paths with other next hops (empty when no path is
+/// eligible), at most `max_paths` and [`MAX_MULTIPATH`].
 pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
     paths.sort_by(|a, b| compare(a, b, cfg).0);
     let Some(best) = paths.first() else {
@@ -247,17 +297,17 @@ pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
     } else {
         cfg.max_paths_ibgp
     }
-    .max(1);
-    let mut set: Selected = smallvec::smallvec![0];
+    .clamp(1, MAX_MULTIPATH);
+    let mut set = Selected::new().with(0);
     let mut hops: smallvec::SmallVec<[std::net::IpAddr; 4]> =
-        smallvec::smallvec![best.next_hop.addr()];
-    for (i, p) in paths.iter().enumerate().skip(1).take(u16::MAX as usize) {
+        smallvec::smallvec![best.next_hop().addr()];
+    for (i, p) in paths.iter().enumerate().skip(1).take(MAX_MULTIPATH - 1) {
         if set.len() >= max || !multipath_equal(best, p) {
             break;
         }
-        if !hops.contains(&p.next_hop.addr()) {
-            hops.push(p.next_hop.addr());
-            set.push(i as u16);
+        if !hops.contains(&p.next_hop().addr()) {
+            hops.push(p.next_hop().addr());
+            set = set.with(i);
         }
     }
     set

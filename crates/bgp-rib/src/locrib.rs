@@ -25,10 +25,10 @@ pub struct Dest {
 
 impl Dest {
     pub fn best(&self) -> Option<&Path> {
-        self.selected.first().map(|i| &self.paths[usize::from(*i)])
+        self.selected.first().map(|i| &self.paths[i])
     }
     pub fn multipath(&self) -> impl Iterator<Item = &Path> {
-        self.selected.iter().map(|i| &self.paths[usize::from(*i)])
+        self.selected.iter().map(|i| &self.paths[i])
     }
 }
 
@@ -82,7 +82,7 @@ fn selection(d: &Dest) -> Selection {
             (
                 p.source.identity(),
                 p.path_id,
-                p.next_hop.addr(),
+                p.next_hop().addr(),
                 std::sync::Arc::as_ptr(&p.attrs) as usize,
             )
         })
@@ -232,11 +232,7 @@ impl LocRib {
                 if x.source == path.source {
                     path.source = x.source.clone();
                 }
-                path.seq = if x.attrs == path.attrs && x.next_hop == path.next_hop {
-                    x.seq
-                } else {
-                    seq
-                };
+                path.seq = if x.attrs == path.attrs { x.seq } else { seq };
                 *x = path;
             }
             None => {

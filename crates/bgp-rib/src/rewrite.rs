@@ -31,11 +31,12 @@ pub enum Rewrite {
 }
 
 impl Rewrite {
-    /// The attributes as sent (the NEXT_HOP attribute left out: the next
-    /// hop is per route and encoded with it).
+    /// The attributes as sent (no next hop: the next hop a peer is sent is
+    /// per route and encoded with it).
     pub fn apply(&self, attrs: &PathAttrs) -> PathAttrs {
         let mut a = attrs.clone();
         a.next_hop = None;
+        a.route_next_hop = None;
         match *self {
             Rewrite::AsIs => {}
             Rewrite::Ibgp { reflect } => {
@@ -138,6 +139,11 @@ mod tests {
         let out = r.apply(&PathAttrs::default());
         assert_eq!(out.originator_id, Some(orig));
         assert_eq!(Rewrite::AsIs.apply(&a).next_hop, None);
+        let with_hop = PathAttrs {
+            route_next_hop: Some(bgp_wire::update::NextHop::V4("192.0.2.1".parse().unwrap())),
+            ..a.clone()
+        };
+        assert_eq!(Rewrite::AsIs.apply(&with_hop).route_next_hop, None);
         assert_eq!(Rewrite::AsIs.apply(&a).med, a.med);
     }
 }

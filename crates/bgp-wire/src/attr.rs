@@ -291,6 +291,12 @@ pub struct PathAttrs {
     pub ext_communities: Vec<[u8; 8]>,
     pub large_communities: Vec<LargeCommunity>,
     pub unknown: Vec<RawAttr>,
+    /// Not an attribute: the next hop of the routes that share this set in
+    /// a RIB (whatever the family; classic or MP_REACH). A RIB interns a set
+    /// together with its routes' next hop, so that a path needs no next hop
+    /// of its own. Never encoded, and `None` when decoded.
+    #[serde(skip)]
+    pub route_next_hop: Option<crate::update::NextHop>,
 }
 
 /// Format a standard community as `ASN:VALUE`, with the RFC 1997 well-known names.

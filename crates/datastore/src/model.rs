@@ -474,7 +474,7 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
         cluster_id: my_cluster,
         program_kernel_routes: gspec.program_kernel_routes.unwrap_or(true),
         kernel_route_table: gspec.kernel_route_table.unwrap_or(254),
-        max_paths: gspec.max_paths.unwrap_or(8).max(1),
+        max_paths: gspec.max_paths.unwrap_or(8).clamp(1, 64),
         always_compare_med: gspec.always_compare_med.unwrap_or(false),
         originate_interfaces: gspec
             .originate_interfaces

@@ -108,7 +108,7 @@ pub fn export(prefix: &IpNet, best: &Path, to: &Target, global: &GlobalCfg) -> O
         }
     }
     let next_hop = if reflect.is_some() || (to.cfg.keep_original_next_hop && !best.is_local()) {
-        best.next_hop
+        best.next_hop()
     } else {
         next_hop_self(prefix, to.local, to.neg, global)?
     };

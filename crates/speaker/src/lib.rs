@@ -658,7 +658,7 @@ impl Main {
                 let is = |i: usize| {
                     d.is_some_and(|d| {
                         d.selected.get(i).is_some_and(|x| {
-                            let x = &d.paths[usize::from(*x)];
+                            let x = &d.paths[x];
                             x.source.key() == key && x.path_id == path_id
                         })
                     })

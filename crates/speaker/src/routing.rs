@@ -45,7 +45,7 @@ fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
         matches!(prefix, IpNet::V4(_)),
         best.source.identity(),
         Arc::as_ptr(&best.attrs) as usize,
-        best.next_hop,
+        best.next_hop(),
     )
 }
 
@@ -106,34 +106,28 @@ impl Main {
                 changed.push((n.prefix, id));
             }
         }
-        // One attribute set for every announcement of the UPDATE, interned
-        // and loop-checked once (the next hop is per route: MP next hops are
-        // not attributes); the IGP cost once per run of one next hop.
-        let mut attrs: Option<(Arc<PathAttrs>, Option<&'static str>)> = None;
-        let mut last_nh: Option<(NextHop, Option<u32>)> = None;
+        // One attribute set for every announcement of the UPDATE with one
+        // next hop (the RIB keeps a path's next hop in its set), interned
+        // and loop-checked once; the IGP cost once per next hop too.
+        let mut last: Option<(NextHop, Arc<PathAttrs>, Prechecked)> = None;
         for (n, nh) in update.announcements() {
-            let (a, loop_check) = attrs
-                .get_or_insert_with(|| {
+            let (a, pre) = match &last {
+                Some((x, a, pre)) if *x == nh => (a.clone(), *pre),
+                _ => {
                     let mut a = update.attrs.clone();
                     a.next_hop = None;
-                    let check = self.global.as_ref().and_then(|g| Self::import_check(g, &a));
-                    (self.interner.intern(a), check)
-                })
-                .clone();
-            let igp_cost = match last_nh {
-                Some((x, c)) if x == nh => c,
-                _ => {
-                    let c = self.igp_cost(&nh);
-                    last_nh = Some((nh, c));
-                    c
+                    a.route_next_hop = Some(nh);
+                    let pre = Prechecked {
+                        since: now,
+                        loop_check: self.global.as_ref().and_then(|g| Self::import_check(g, &a)),
+                        igp_cost: self.igp_cost(&nh),
+                    };
+                    let a = self.interner.intern(a);
+                    last = Some((nh, a.clone(), pre));
+                    (a, pre)
                 }
             };
-            let pre = Prechecked {
-                since: now,
-                loop_check,
-                igp_cost,
-            };
-            let o = self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &a, nh, pre);
+            let o = self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &a, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }
@@ -149,9 +143,9 @@ impl Main {
         prefix: IpNet,
         path_id: u32,
         attrs: &Arc<PathAttrs>,
-        nh: NextHop,
         pre: Prechecked,
     ) -> Outcome {
+        let nh = attrs.route_next_hop.unwrap_or(bgp_rib::best::NO_NEXT_HOP);
         let since = pre.since;
         // Per prefix: no clone of the configuration, no allocation unless rejected.
         let igp_cost = pre.igp_cost;
@@ -227,7 +221,6 @@ impl Main {
                     source: Source::Peer(info),
                     path_id,
                     attrs: path_attrs,
-                    next_hop: nh,
                     weight: 0,
                     igp_cost,
                     seq: 0,
@@ -259,7 +252,7 @@ impl Main {
                         k,
                         Route {
                             attrs: x.attrs.clone(),
-                            next_hop: x.next_hop,
+                            next_hop: x.next_hop(),
                             since: x.since,
                         },
                     ));
@@ -282,7 +275,7 @@ impl Main {
                     .and_then(|g| Self::import_check(g, &r.attrs)),
                 igp_cost: self.igp_cost(&r.next_hop),
             };
-            let o = self.import_route(key, prefix, path_id, &r.attrs, r.next_hop, pre);
+            let o = self.import_route(key, prefix, path_id, &r.attrs, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((prefix, id));
             }
@@ -355,13 +348,6 @@ impl Main {
             communities.sort_unstable();
             let mut large = o.large_communities.clone();
             large.sort_unstable();
-            let attrs = PathAttrs {
-                origin: Some(Origin::Igp),
-                as_path: Some(AsPath::default()),
-                communities,
-                large_communities: large,
-                ..Default::default()
-            };
             let unspecified = match p {
                 IpNet::V4(_) => NextHop::V4(std::net::Ipv4Addr::UNSPECIFIED),
                 IpNet::V6(_) => NextHop::V6 {
@@ -369,11 +355,18 @@ impl Main {
                     link_local: None,
                 },
             };
+            let attrs = PathAttrs {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::default()),
+                communities,
+                large_communities: large,
+                route_next_hop: Some(unspecified),
+                ..Default::default()
+            };
             let path = Path {
                 source: Source::Local,
                 path_id: 0,
                 attrs: self.interner.intern(attrs),
-                next_hop: unspecified,
                 weight: 0,
                 igp_cost: Some(0),
                 seq: 0,
@@ -760,12 +753,12 @@ impl Main {
                 // A link-local next hop is on the interface of the session it came from.
                 let session_if = p.source.peer().and_then(|i| i.ifindex);
                 match &self.resolver {
-                    Some(r) => r.resolve(p.next_hop.addr()).map(|r| Gateway {
+                    Some(r) => r.resolve(p.next_hop().addr()).map(|r| Gateway {
                         addr: r.via,
                         ifindex: r.ifindex.or(session_if),
                     }),
                     None => Some(Gateway {
-                        addr: p.next_hop.addr(),
+                        addr: p.next_hop().addr(),
                         ifindex: session_if,
                     }),
                 }
@@ -842,7 +835,7 @@ impl Main {
                         if !path.is_local() {
                             path.igp_cost = resolver
                                 .as_ref()
-                                .and_then(|r| r.resolve(path.next_hop.addr()).map(|r| r.cost));
+                                .and_then(|r| r.resolve(path.next_hop().addr()).map(|r| r.cost));
                         }
                     });
                     if c == Changed::Yes {

@@ -33,8 +33,10 @@ fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
     Path {
         source: src,
         path_id: 0,
-        attrs: Arc::new(a),
-        next_hop: NextHop::V4(nh.parse().unwrap()),
+        attrs: Arc::new(PathAttrs {
+            route_next_hop: Some(NextHop::V4(nh.parse().unwrap())),
+            ..a
+        }),
         weight: 0,
         igp_cost: Some(0),
         seq: 0,
@@ -374,4 +376,69 @@ fn remove_source_takes_every_path_of_one_peer_in_one_walk() {
     assert!(rib.get(&v6).is_none());
     assert_eq!(rib.len(), 2);
     assert!(rib.remove_source("192.0.2.1").is_empty());
+}
+
+#[test]
+fn multipath_set_is_at_most_64_paths_best_first_and_the_rest_stay() {
+    let mut rib = LocRib::new(BestCfg {
+        max_paths_ebgp: 1000,
+        ..Default::default()
+    });
+    let p: IpNet = "198.18.0.0/24".parse().unwrap();
+    for i in 1..=70 {
+        rib.upsert(p, ebgp(&format!("198.18.1.{i}"), 65000 + i));
+    }
+    let d = rib.get(&p).unwrap();
+    assert_eq!(d.paths.len(), 70);
+    assert_eq!(d.selected.len(), crate::best::MAX_MULTIPATH);
+    let sel: Vec<usize> = d.selected.iter().collect();
+    assert_eq!(sel, (0..64).collect::<Vec<_>>(), "best first, in order");
+    assert_eq!(
+        (d.selected.first(), d.selected.get(63), d.selected.get(64)),
+        (Some(0), Some(63), None)
+    );
+    // Paths with a next hop already in the set are skipped, not counted.
+    let mut rib = LocRib::new(BestCfg {
+        max_paths_ebgp: 3,
+        ..Default::default()
+    });
+    for (i, nh) in [
+        (1, "192.0.2.1"),
+        (2, "192.0.2.1"),
+        (3, "192.0.2.3"),
+        (4, "192.0.2.4"),
+        (5, "192.0.2.5"),
+    ] {
+        let key = format!("198.18.2.{i}");
+        rib.upsert(
+            p,
+            path(peer(&key, 65000 + i, &key, false), attrs(&[65000 + i]), nh),
+        );
+    }
+    let d = rib.get(&p).unwrap();
+    let hops: Vec<String> = d.multipath().map(|x| x.next_hop().to_string()).collect();
+    assert_eq!(hops.len(), 3);
+    assert_eq!(
+        d.selected.get(1),
+        Some(2),
+        "the second path shares the best's next hop"
+    );
+    assert_eq!(hops[0], "192.0.2.1");
+    assert!(!hops[1..].contains(&hops[0]));
+}
+
+#[test]
+fn a_destination_with_one_path_is_small() {
+    // Memory per prefix (docs/BENCHMARKS.md): the next hop lives in the
+    // interned attribute set, the selection is a bitmask, one path is inline.
+    assert!(
+        std::mem::size_of::<Path>() <= 48,
+        "{}",
+        std::mem::size_of::<Path>()
+    );
+    assert!(
+        std::mem::size_of::<Dest>() <= 72,
+        "{}",
+        std::mem::size_of::<Dest>()
+    );
 }

@@ -94,7 +94,7 @@ pub fn generate(n: usize, seed: u64, next_hop: Ipv4Addr) -> Vec<(PathAttrs, Vec<
                 } else {
                     None
                 },
-                communities,
+                communities: communities.into(),
                 ..Default::default()
             };
             set_cache.push(a.clone());

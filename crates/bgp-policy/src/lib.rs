@@ -230,7 +230,7 @@ mod tests {
     fn attrs() -> PathAttrs {
         PathAttrs {
             as_path: Some(AsPath::from_sequence(vec![65100])),
-            communities: vec![(65100 << 16) | 1],
+            communities: bgp_wire::thin_vec![(65100 << 16) | 1],
             ..Default::default()
         }
     }

@@ -77,8 +77,8 @@ mod tests {
             med: Some(5),
             local_pref: Some(200),
             originator_id: Some("192.0.2.9".parse().unwrap()),
-            cluster_list: vec!["192.0.2.8".parse().unwrap()],
-            communities: vec![0xfde8_0001],
+            cluster_list: bgp_wire::thin_vec!["192.0.2.8".parse().unwrap()],
+            communities: bgp_wire::thin_vec![0xfde8_0001],
             ..Default::default()
         }
     }

@@ -16,6 +16,8 @@
 
 use std::net::Ipv4Addr;
 
+pub use thin_vec::ThinVec;
+
 use crate::notification::{self, Notification};
 use crate::update::Repair;
 use crate::{Ctx, Reader, AS_TRANS};
@@ -72,13 +74,13 @@ pub enum SegmentKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct AsSegment {
     pub kind: SegmentKind,
-    pub asns: Vec<u32>,
+    pub asns: ThinVec<u32>,
 }
 
 /// An AS_PATH, always held with 4-octet AS numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct AsPath {
-    pub segments: Vec<AsSegment>,
+    pub segments: ThinVec<AsSegment>,
 }
 
 impl AsPath {
@@ -87,9 +89,9 @@ impl AsPath {
             return AsPath::default();
         }
         AsPath {
-            segments: vec![AsSegment {
+            segments: thin_vec::thin_vec![AsSegment {
                 kind: SegmentKind::Sequence,
-                asns,
+                asns: asns.into(),
             }],
         }
     }
@@ -126,13 +128,15 @@ impl AsPath {
     pub fn prepend(&mut self, asn: u32, times: usize) {
         match self.segments.first_mut() {
             Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() + times <= 255 => {
-                s.asns.splice(0..0, std::iter::repeat_n(asn, times));
+                for _ in 0..times {
+                    s.asns.insert(0, asn);
+                }
             }
             _ => self.segments.insert(
                 0,
                 AsSegment {
                     kind: SegmentKind::Sequence,
-                    asns: vec![asn; times],
+                    asns: std::iter::repeat_n(asn, times).collect(),
                 },
             ),
         }
@@ -140,7 +144,7 @@ impl AsPath {
 
     fn decode(v: &[u8], four: bool) -> Option<AsPath> {
         let mut r = Reader::new(v);
-        let mut segments = Vec::new();
+        let mut segments = ThinVec::new();
         while !r.is_empty() {
             let kind = match r.u8().ok()? {
                 1 => SegmentKind::Set,
@@ -153,7 +157,7 @@ impl AsPath {
             if n == 0 {
                 return None;
             }
-            let mut asns = Vec::with_capacity(n);
+            let mut asns = ThinVec::with_capacity(n);
             for _ in 0..n {
                 asns.push(if four {
                     r.u32().ok()?
@@ -196,7 +200,7 @@ impl AsPath {
             return self.clone();
         }
         let mut keep = n - m;
-        let mut out = Vec::new();
+        let mut out = ThinVec::new();
         for s in &self.segments {
             if keep == 0 {
                 break;
@@ -206,7 +210,7 @@ impl AsPath {
                     let take = keep.min(s.asns.len());
                     out.push(AsSegment {
                         kind: s.kind,
-                        asns: s.asns[..take].to_vec(),
+                        asns: s.asns[..take].iter().copied().collect(),
                     });
                     keep -= take;
                 }
@@ -285,12 +289,12 @@ pub struct PathAttrs {
     pub local_pref: Option<u32>,
     pub atomic_aggregate: bool,
     pub aggregator: Option<(u32, Ipv4Addr)>,
-    pub communities: Vec<u32>,
+    pub communities: ThinVec<u32>,
     pub originator_id: Option<Ipv4Addr>,
-    pub cluster_list: Vec<Ipv4Addr>,
-    pub ext_communities: Vec<[u8; 8]>,
-    pub large_communities: Vec<LargeCommunity>,
-    pub unknown: Vec<RawAttr>,
+    pub cluster_list: ThinVec<Ipv4Addr>,
+    pub ext_communities: ThinVec<[u8; 8]>,
+    pub large_communities: ThinVec<LargeCommunity>,
+    pub unknown: ThinVec<RawAttr>,
     /// Not an attribute: the next hop of the routes that share this set in
     /// a RIB (whatever the family; classic or MP_REACH). A RIB interns a set
     /// together with its routes' next hop, so that a path needs no next hop
@@ -660,14 +664,14 @@ mod tests {
     #[test]
     fn as_path_display_len_prepend() {
         let mut p = AsPath {
-            segments: vec![
+            segments: thin_vec::thin_vec![
                 AsSegment {
                     kind: SegmentKind::Sequence,
-                    asns: vec![65001, 65002],
+                    asns: thin_vec::thin_vec![65001, 65002],
                 },
                 AsSegment {
                     kind: SegmentKind::Set,
-                    asns: vec![1, 2, 3],
+                    asns: thin_vec::thin_vec![1, 2, 3],
                 },
             ],
         };

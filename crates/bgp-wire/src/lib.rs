@@ -23,10 +23,11 @@ pub mod notification;
 pub mod open;
 pub mod update;
 
-pub use attr::{AsPath, AsSegment, LargeCommunity, Origin, PathAttrs};
+pub use attr::{AsPath, AsSegment, LargeCommunity, Origin, PathAttrs, ThinVec};
 pub use message::{frame_len, Message, RouteRefresh, HEADER_LEN, MAX_LEN, MAX_LEN_EXTENDED};
 pub use notification::Notification;
 pub use open::{AddPathMode, Capability, Open};
+pub use thin_vec::thin_vec;
 pub use update::{MpReach, MpUnreach, Nlri, Repair, Update};
 
 use std::collections::BTreeMap;

@@ -224,7 +224,7 @@ const UPDATE_BATCH: usize = 2048;
 /// thousand prefixes.
 const BATCH_PREFIXES: usize = 16_384;
 
-fn prefix_count(u: &bgp_wire::Update) -> usize {
+pub(crate) fn prefix_count(u: &bgp_wire::Update) -> usize {
     u.withdrawals().count() + u.announcements().count()
 }
 

@@ -35,10 +35,14 @@ use tracing::{debug, info, warn, Instrument};
 use crate::status::{lock, unix_now, SharedStatus};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Decoded UPDATEs one peer may have queued for the main loop. Past that the
-/// peer task waits (and TCP flow control slows the sender) instead of a
-/// whole table piling up decoded in memory while the main loop works.
+/// Decoded UPDATEs one peer may have queued for the main loop, counted in
+/// [`CREDIT_PREFIXES`]: 1,024 UPDATEs of a few prefixes, or 16 of a thousand
+/// withdrawals (each decoded prefix takes memory). Past that the peer task
+/// waits (and TCP flow control slows the sender) instead of a whole table
+/// piling up decoded in memory while the main loop works.
 pub(crate) const UPDATE_CREDIT: usize = 1024;
+/// An UPDATE takes one credit per this many prefixes it carries (and at least one).
+const CREDIT_PREFIXES: usize = 16;
 /// Longest wait for credit: past it the UPDATE is queued anyway, so that a
 /// main loop blocked on this peer's command queue can never deadlock with it.
 const CREDIT_WAIT: Duration = Duration::from_secs(1);
@@ -604,11 +608,14 @@ impl Peer {
                     }
                 }
                 Output::Update(u) => {
-                    let credit =
-                        tokio::time::timeout(CREDIT_WAIT, run.credit.clone().acquire_owned())
-                            .await
-                            .ok()
-                            .and_then(Result::ok);
+                    let n = (1 + crate::prefix_count(&u) / CREDIT_PREFIXES).min(UPDATE_CREDIT);
+                    let credit = tokio::time::timeout(
+                        CREDIT_WAIT,
+                        run.credit.clone().acquire_many_owned(n as u32),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                     let _ = self.main.send(PeerEvent::Update {
                         key: self.key.clone(),
                         gen: run.gen,

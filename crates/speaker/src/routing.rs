@@ -358,8 +358,8 @@ impl Main {
             let attrs = PathAttrs {
                 origin: Some(Origin::Igp),
                 as_path: Some(AsPath::default()),
-                communities,
-                large_communities: large,
+                communities: communities.into(),
+                large_communities: large.into(),
                 route_next_hop: Some(unspecified),
                 ..Default::default()
             };

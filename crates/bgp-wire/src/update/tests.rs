@@ -15,16 +15,16 @@ fn full_attrs() -> PathAttrs {
         local_pref: Some(200),
         atomic_aggregate: true,
         aggregator: Some((4_200_000_001, "192.0.2.9".parse().unwrap())),
-        communities: vec![(65535 << 16) | 120],
+        communities: thin_vec::thin_vec![(65535 << 16) | 120],
         originator_id: Some("192.0.2.7".parse().unwrap()),
-        cluster_list: vec!["192.0.2.8".parse().unwrap()],
-        ext_communities: vec![[0, 2, 0xfd, 0xe9, 0, 0, 0, 1]],
-        large_communities: vec![LargeCommunity {
+        cluster_list: thin_vec::thin_vec!["192.0.2.8".parse().unwrap()],
+        ext_communities: thin_vec::thin_vec![[0, 2, 0xfd, 0xe9, 0, 0, 0, 1]],
+        large_communities: thin_vec::thin_vec![LargeCommunity {
             global: 65535,
             local1: 300,
             local2: 100,
         }],
-        unknown: vec![RawAttr {
+        unknown: thin_vec::thin_vec![RawAttr {
             flags: 0xe0,
             code: 99,
             value: vec![1, 2, 3],

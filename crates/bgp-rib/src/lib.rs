@@ -297,7 +297,7 @@ impl OutTable {
 }
 
 /// What we have announced to one peer: per Loc-RIB destination id
-/// ([`locrib::Dest::id`]) a handle into the shared [`OutTable`]. Four bytes
+/// ([`locrib::LocRib::iter_ids`]) a handle into the shared [`OutTable`]. Four bytes
 /// per destination, whatever the attributes; a peer sent nothing costs
 /// nothing (BIRD keeps one bit per route and channel to the same end).
 #[derive(Debug, Default)]

@@ -18,9 +18,6 @@ pub struct Dest {
     /// Inline when there is one path (almost every prefix): no allocation.
     pub paths: smallvec::SmallVec<[Path; 1]>,
     pub selected: crate::best::Selected,
-    /// A small number naming this prefix while it is in the Loc-RIB: the
-    /// index of what each peer was sent for it (see [`crate::AdjRibOut`]).
-    pub id: u32,
 }
 
 impl Dest {
@@ -210,7 +207,6 @@ impl LocRib {
             IpNet::V6(p) => self.v6.entry(p).or_insert_with(&mut new_id),
         };
         let d = &mut self.dests[id as usize];
-        d.id = id;
         if !created && d.paths.is_empty() {
             // Emptied and not pruned yet: in use again.
             self.empty -= 1;
@@ -344,14 +340,21 @@ impl LocRib {
     /// Every destination, also those emptied and not pruned yet (in no
     /// particular order).
     pub fn iter_all(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
+        self.iter_ids().map(|(p, _, d)| (p, d))
+    }
+
+    /// [`LocRib::iter_all`] with each destination's id: a small number
+    /// naming the prefix while it is in the Loc-RIB (its slot in the slab),
+    /// the index of what each peer was sent for it (see [`crate::AdjRibOut`]).
+    pub fn iter_ids(&self) -> impl Iterator<Item = (IpNet, u32, &Dest)> {
         let d = &self.dests;
         self.v4
             .iter()
-            .map(|(p, id)| (IpNet::V4(*p), &d[*id as usize]))
+            .map(|(p, id)| (IpNet::V4(*p), *id, &d[*id as usize]))
             .chain(
                 self.v6
                     .iter()
-                    .map(|(p, id)| (IpNet::V6(*p), &d[*id as usize])),
+                    .map(|(p, id)| (IpNet::V6(*p), *id, &d[*id as usize])),
             )
     }
 

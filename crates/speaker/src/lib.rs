@@ -685,8 +685,8 @@ impl Main {
                         .unwrap_or_default(),
                 });
             }
-            let sent = self.loc.iter_all().filter_map(|(pfx, d)| {
-                let r = self.out_table.get(p.rib_out.get(d.id)?)?;
+            let sent = self.loc.iter_ids().filter_map(|(pfx, id, _)| {
+                let r = self.out_table.get(p.rib_out.get(id)?)?;
                 Some((pfx, r))
             });
             for (prefix, r) in sent.filter(|(pfx, _)| want(pfx)) {

@@ -538,8 +538,8 @@ impl Main {
         // (In prefix order, so that a peer sees the same table in the same order.)
         let mut dests: Vec<(IpNet, u32, Option<Path>)> = self
             .loc
-            .iter_all()
-            .map(|(p, d)| (p, d.id, d.best().cloned()))
+            .iter_ids()
+            .map(|(p, id, d)| (p, id, d.best().cloned()))
             .collect();
         dests.sort_unstable_by_key(|(p, _, _)| *p);
         let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests

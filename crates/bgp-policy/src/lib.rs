@@ -123,7 +123,28 @@ pub enum Verdict {
     /// Accepted; with changed attributes when a rule set some.
     Accept(Option<PathAttrs>),
     /// Rejected, with the reason shown by `kbgp show rib --rejected`.
-    Reject(String),
+    Reject(Reason),
+}
+
+/// Why a route was rejected; made into text only when it is kept (import),
+/// not for every route an export filter refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Rule `rule` (from 1) of the BGPFilter named `filter`.
+    Rule {
+        filter: Arc<Filter>,
+        rule: usize,
+    },
+    Other(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Rule { filter, rule } => write!(f, "BGPFilter {} rule {rule}", filter.name),
+            Reason::Other(why) => f.write_str(why),
+        }
+    }
 }
 
 fn apply_set(set: &Set, a: &PathAttrs, local_as: u32) -> Option<PathAttrs> {
@@ -178,7 +199,10 @@ pub fn evaluate(
             }
             return match r.action.unwrap_or(Action::Accept) {
                 Action::Accept => Verdict::Accept(apply_set(&r.set, a, local_as)),
-                Action::Reject => Verdict::Reject(format!("BGPFilter {} rule {}", f.name, i + 1)),
+                Action::Reject => Verdict::Reject(Reason::Rule {
+                    filter: f.clone(),
+                    rule: i + 1,
+                }),
             };
         }
     }
@@ -252,15 +276,13 @@ mod tests {
         });
         let fs = [f1, f2];
         let v = |p: &str| evaluate(&fs, Direction::Import, &p.parse().unwrap(), &attrs(), 65001);
-        assert_eq!(
-            v("10.244.2.0/24"),
-            Verdict::Reject("BGPFilter no-cluster rule 1".into())
-        );
+        let why = |v: Verdict| match v {
+            Verdict::Reject(r) => r.to_string(),
+            Verdict::Accept(_) => "accepted".into(),
+        };
+        assert_eq!(why(v("10.244.2.0/24")), "BGPFilter no-cluster rule 1");
         assert_eq!(v("192.168.0.1/32"), Verdict::Accept(None));
-        assert_eq!(
-            v("198.18.0.0/24"),
-            Verdict::Reject("BGPFilter only-vips rule 1".into())
-        );
+        assert_eq!(why(v("198.18.0.0/24")), "BGPFilter only-vips rule 1");
         assert_eq!(v("192.168.5.0/24"), Verdict::Accept(None));
         // IPv6 rules are separate: no IPv6 rule, accepted.
         assert_eq!(v("2001:db8::/32"), Verdict::Accept(None));

@@ -161,6 +161,12 @@ pub(crate) struct Main {
     pub loc: LocRib,
     /// What peers were sent, each distinct route once (see `AdjRibOut`).
     pub out_table: OutTable,
+    /// The attributes last built for an export filter to see (see `Main::export_path`).
+    sent_memo: Option<(
+        Arc<bgp_wire::PathAttrs>,
+        bgp_rib::Rewrite,
+        bgp_wire::PathAttrs,
+    )>,
     listener: Option<Listener>,
     /// TCP MD5 keys set on the listener, by peer address.
     md5_keys: BTreeMap<IpAddr, String>,
@@ -246,6 +252,7 @@ async fn main_loop(
         interner: Interner::default(),
         loc: LocRib::new(BestCfg::default()),
         out_table: OutTable::default(),
+        sent_memo: None,
         listener: None,
         md5_keys: BTreeMap::new(),
         events_tx,

@@ -172,9 +172,9 @@ impl Main {
             return nothing;
         };
         let verdict = if let Some(why) = pre.loop_check {
-            bgp_policy::Verdict::Reject(why.to_string())
+            bgp_policy::Verdict::Reject(bgp_policy::Reason::Other(why.to_string()))
         } else if let Some(Err(why)) = p.cfg.pod.as_ref().map(|pod| pod.check(&prefix)) {
-            bgp_policy::Verdict::Reject(why)
+            bgp_policy::Verdict::Reject(bgp_policy::Reason::Other(why))
         } else {
             bgp_policy::evaluate(
                 &p.cfg.filters,
@@ -189,7 +189,7 @@ impl Main {
                 rejected
                     .entry(key.to_string())
                     .or_default()
-                    .insert(prefix, why);
+                    .insert(prefix, why.to_string());
                 None
             }
             bgp_policy::Verdict::Accept(changed) => {
@@ -471,13 +471,23 @@ impl Main {
         if p.cfg.filters.is_empty() {
             return Some(out);
         }
-        // A filter sees the attributes as they would be sent.
-        let sent = out.sent_attrs();
+        // A filter sees the attributes as they would be sent. They depend
+        // on the set and the rewrite only, and runs of prefixes share both:
+        // the last ones built are kept (with the set, so that its address
+        // cannot name another set meanwhile).
+        let memo = &mut self.sent_memo;
+        let fresh = memo
+            .as_ref()
+            .is_none_or(|(a, r, _)| !Arc::ptr_eq(a, &out.attrs) || *r != out.rewrite);
+        if fresh {
+            *memo = Some((out.attrs.clone(), out.rewrite, out.sent_attrs()));
+        }
+        let sent = &memo.as_ref()?.2;
         match bgp_policy::evaluate(
             &p.cfg.filters,
             bgp_policy::Direction::Export,
             prefix,
-            &sent,
+            sent,
             g.asn,
         ) {
             bgp_policy::Verdict::Reject(_) => None,

@@ -82,11 +82,17 @@ pub struct Path {
 /// What a path without a next hop has (locally originated ones).
 pub const NO_NEXT_HOP: NextHop = NextHop::V4(Ipv4Addr::UNSPECIFIED);
 
+/// The next hop a RIB keeps in an interned set (`route_next_hop`; see
+/// [`Path::next_hop`]): unspecified when unset.
+pub fn next_hop_of(attrs: &PathAttrs) -> NextHop {
+    attrs.route_next_hop.unwrap_or(NO_NEXT_HOP)
+}
+
 impl Path {
     /// The next hop, kept in the interned attribute set (paths from one
     /// peer mostly share it; 34 bytes less per path): unspecified when unset.
     pub fn next_hop(&self) -> NextHop {
-        self.attrs.route_next_hop.unwrap_or(NO_NEXT_HOP)
+        next_hop_of(&self.attrs)
     }
     pub fn is_local(&self) -> bool {
         matches!(self.source, Source::Local)

@@ -74,10 +74,16 @@ impl Interner {
 /// A route as held in a RIB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Interned with the route's next hop (see [`Route::next_hop`]).
     pub attrs: Arc<PathAttrs>,
-    pub next_hop: NextHop,
     /// Unix seconds (a u32 lasts until 2106; four bytes, not sixteen, per route).
     pub since: u32,
+}
+
+impl Route {
+    pub fn next_hop(&self) -> NextHop {
+        best::next_hop_of(&self.attrs)
+    }
 }
 
 /// Key of a route in an Adj-RIB: prefix and add-path identifier.
@@ -201,6 +207,11 @@ pub struct OutTable {
     free: Vec<u32>,
 }
 
+fn route_hash(hasher: &hashbrown::DefaultHashBuilder, r: &OutRoute) -> u64 {
+    use std::hash::BuildHasher;
+    hasher.hash_one(r.identity())
+}
+
 impl std::fmt::Debug for OutTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutTable")
@@ -210,14 +221,9 @@ impl std::fmt::Debug for OutTable {
 }
 
 impl OutTable {
-    fn hash(&self, r: &OutRoute) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(r.identity())
-    }
-
     fn acquire(&mut self, r: OutRoute) -> u32 {
-        let h = self.hash(&r);
         let id = r.identity();
+        let h = route_hash(&self.hasher, &r);
         let entries = &mut self.entries;
         let found = self.index.find(h, |&x| {
             entries[x as usize - 1]
@@ -242,10 +248,9 @@ impl OutTable {
         };
         let hasher = &self.hasher;
         self.index.insert_unique(h, x, |&x| {
-            use std::hash::BuildHasher;
             entries[x as usize - 1]
                 .as_ref()
-                .map_or(0, |(e, _)| hasher.hash_one(e.identity()))
+                .map_or(0, |(e, _)| route_hash(hasher, e))
         });
         x
     }
@@ -267,10 +272,7 @@ impl OutTable {
         if *n > 0 {
             return;
         }
-        let h = {
-            use std::hash::BuildHasher;
-            self.hasher.hash_one(r.identity())
-        };
+        let h = route_hash(&self.hasher, r);
         if let Ok(e) = self.index.find_entry(h, |&y| y == x) {
             e.remove();
         }
@@ -444,8 +446,11 @@ mod tests {
     #[test]
     fn adj_rib_in_holds_only_what_it_is_given_and_counts_every_route() {
         let mut i = Interner::default();
-        let a = i.intern(attrs(65001));
         let nh = NextHop::V4("192.0.2.1".parse().unwrap());
+        let a = i.intern(PathAttrs {
+            route_next_hop: Some(nh),
+            ..attrs(65001)
+        });
         let p: IpNet = "10.0.0.0/24".parse().unwrap();
         let mut rib = AdjRibIn::default();
         assert!(
@@ -458,11 +463,11 @@ mod tests {
             (p, 0),
             Route {
                 attrs: a.clone(),
-                next_hop: nh,
                 since: 7,
             },
         );
         assert_eq!(rib.held(&(p, 0)).unwrap().since, 7);
+        assert_eq!(rib.held(&(p, 0)).unwrap().next_hop(), nh);
         assert!(rib.held(&(p, 1)).is_none(), "path ids are kept apart");
         assert_eq!((rib.len(), rib.iter_held().count()), (2, 1));
         assert!(rib.release(&(p, 0)));

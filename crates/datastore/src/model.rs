@@ -469,12 +469,18 @@ pub fn desired(state: &ClusterState, node_name: &str) -> Result<Desired, ConfigE
     if let Some(t) = &gspec.node_mesh_max_restart_time {
         parse_duration(t).map_err(cfg_err)?;
     }
+    let max_paths = gspec.max_paths.unwrap_or(8);
+    if !(1..=64).contains(&max_paths) {
+        return Err(cfg_err(format!(
+            "maxPaths {max_paths}: must be 1..64 (1 disables ECMP)"
+        )));
+    }
     let my_cluster = cluster_id(state, node)?;
     let global = GlobalCfg {
         cluster_id: my_cluster,
         program_kernel_routes: gspec.program_kernel_routes.unwrap_or(true),
         kernel_route_table: gspec.kernel_route_table.unwrap_or(254),
-        max_paths: gspec.max_paths.unwrap_or(8).clamp(1, 64),
+        max_paths,
         always_compare_med: gspec.always_compare_med.unwrap_or(false),
         originate_interfaces: gspec
             .originate_interfaces

@@ -332,7 +332,7 @@ pub struct BgpConfigurationSpec {
     /// Kernel table for BGP routes (default 254, main).
     #[serde(default)]
     pub kernel_route_table: Option<u32>,
-    /// ECMP: how many equal paths to install (default 8, at most 64; 1 disables ECMP).
+    /// ECMP: how many equal paths to install (default 8, 1 to 64; 1 disables ECMP).
     #[serde(default)]
     pub max_paths: Option<u32>,
     /// Compare MED between paths from different neighbour ASes.

@@ -230,10 +230,6 @@ const UPDATE_BATCH: usize = 2048;
 /// thousand prefixes.
 const BATCH_PREFIXES: usize = 16_384;
 
-pub(crate) fn prefix_count(u: &bgp_wire::Update) -> usize {
-    u.withdrawals().count() + u.announcements().count()
-}
-
 async fn main_loop(
     mut cmds: mpsc::Receiver<Command>,
     kernel_choice: Option<KernelChoice>,
@@ -283,14 +279,14 @@ async fn main_loop(
             Some(ev) = events.recv() => match ev {
                 // Take every UPDATE already queued (up to a bound) in one turn.
                 // (Dropping each UPDATE's credit lets its peer decode the next.)
-                PeerEvent::Update { key, gen, update, .. } => {
-                    let mut prefixes = prefix_count(&update);
+                PeerEvent::Update { key, gen, update, prefixes, .. } => {
+                    let mut prefixes = prefixes;
                     let mut batch = vec![(key, gen, update)];
                     let mut other = None;
                     while batch.len() < UPDATE_BATCH && prefixes < BATCH_PREFIXES {
                         match events.try_recv() {
-                            Ok(PeerEvent::Update { key, gen, update, .. }) => {
-                                prefixes += prefix_count(&update);
+                            Ok(PeerEvent::Update { key, gen, update, prefixes: n, .. }) => {
+                                prefixes += n;
                                 batch.push((key, gen, update));
                             }
                             Ok(ev) => { other = Some(ev); break; }
@@ -639,7 +635,7 @@ impl Main {
                         path_id,
                         direction: "rejected",
                         peer: key.clone(),
-                        next_hop: r.next_hop.to_string(),
+                        next_hop: r.next_hop().to_string(),
                         attrs: (*r.attrs).clone(),
                         since: u64::from(r.since),
                         best: false,
@@ -679,7 +675,7 @@ impl Main {
                     path_id,
                     direction: "received",
                     peer: key.clone(),
-                    next_hop: r.next_hop.to_string(),
+                    next_hop: r.next_hop().to_string(),
                     attrs: (*r.attrs).clone(),
                     since: u64::from(r.since),
                     best: is(0),

@@ -79,8 +79,10 @@ pub(crate) enum PeerEvent {
         key: String,
         gen: u64,
         update: Box<Update>,
+        /// Prefixes it announces and withdraws (counted once, here).
+        prefixes: usize,
         /// Returned when the main loop takes the UPDATE: a peer has at most
-        /// [`UPDATE_CREDIT`] decoded UPDATEs waiting for it.
+        /// [`UPDATE_CREDIT`] credits of decoded UPDATEs waiting for it.
         _credit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     Refresh {
@@ -608,7 +610,8 @@ impl Peer {
                     }
                 }
                 Output::Update(u) => {
-                    let n = (1 + crate::prefix_count(&u) / CREDIT_PREFIXES).min(UPDATE_CREDIT);
+                    let prefixes = u.withdrawals().count() + u.announcements().count();
+                    let n = (1 + prefixes / CREDIT_PREFIXES).min(UPDATE_CREDIT);
                     let credit = tokio::time::timeout(
                         CREDIT_WAIT,
                         run.credit.clone().acquire_many_owned(n as u32),
@@ -620,6 +623,7 @@ impl Peer {
                         key: self.key.clone(),
                         gen: run.gen,
                         update: u,
+                        prefixes,
                         _credit: credit,
                     });
                 }

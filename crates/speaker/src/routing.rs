@@ -36,16 +36,15 @@ struct Prechecked {
 }
 
 /// What an export depends on besides the peer, when the peer has no export
-/// filter: the family, and the best path's source, attributes (both by
-/// identity) and next hop.
-type ExportInput = (bool, usize, usize, NextHop);
+/// filter: the family, and the best path's source and attributes (both by
+/// identity; the interned set carries the next hop).
+type ExportInput = (bool, usize, usize);
 
 fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
     (
         matches!(prefix, IpNet::V4(_)),
         best.source.identity(),
         Arc::as_ptr(&best.attrs) as usize,
-        best.next_hop(),
     )
 }
 
@@ -145,7 +144,6 @@ impl Main {
         attrs: &Arc<PathAttrs>,
         pre: Prechecked,
     ) -> Outcome {
-        let nh = attrs.route_next_hop.unwrap_or(bgp_rib::best::NO_NEXT_HOP);
         let since = pre.since;
         // Per prefix: no clone of the configuration, no allocation unless rejected.
         let igp_cost = pre.igp_cost;
@@ -209,7 +207,6 @@ impl Main {
                 k,
                 Route {
                     attrs: attrs.clone(),
-                    next_hop: nh,
                     since,
                 },
             );
@@ -252,7 +249,6 @@ impl Main {
                         k,
                         Route {
                             attrs: x.attrs.clone(),
-                            next_hop: x.next_hop(),
                             since: x.since,
                         },
                     ));
@@ -273,7 +269,7 @@ impl Main {
                     .global
                     .as_ref()
                     .and_then(|g| Self::import_check(g, &r.attrs)),
-                igp_cost: self.igp_cost(&r.next_hop),
+                igp_cost: self.igp_cost(&r.next_hop()),
             };
             let o = self.import_route(key, prefix, path_id, &r.attrs, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {

@@ -105,6 +105,8 @@ fn bad_values_are_clear_errors() {
         ("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: nope, asNumber: 1}\n", "peerIP \"nope\""),
         ("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 192.0.2.9}\n", "asNumber"),
         ("apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {bindMode: Sometimes}\n", "bindMode"),
+        ("apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {maxPaths: 65}\n", "maxPaths 65: must be 1..64"),
+        ("apiVersion: kbgp.io/v1alpha1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {maxPaths: 0}\n", "maxPaths 0"),
         (
             "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [nosuch]}]}\n",
             "\"nosuch\" is not defined",

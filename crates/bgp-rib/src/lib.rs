@@ -4,12 +4,11 @@
 //!   `Arc` (a table has far fewer distinct sets than prefixes).
 //! - [`AdjRibIn`]: what one peer announced (after RFC 7606 repair) that the
 //!   Loc-RIB does not hold as received: routes import policy rejected or changed.
-//! - [`AdjRibOut`]: what we announced to one peer, as a handle per Loc-RIB
-//!   destination id into the [`OutTable`] all peers share (each entry the
-//!   best path's attribute set and a [`rewrite::Rewrite`] applied at send time);
-//!   [`AdjRibOut::update`] turns wanted routes into the minimal announcements
-//!   and withdrawals, grouped by attribute set so one UPDATE carries many
-//!   prefixes.
+//! - [`AdjRibOut`]: which Loc-RIB destinations one peer holds a route for,
+//!   a bit each; [`AdjRibOut::update`] turns wanted routes ([`OutRoute`]: the
+//!   best path's attribute set and a [`rewrite::Rewrite`] applied at send
+//!   time) into announcements and withdrawals, grouped by attribute set so one
+//!   UPDATE carries many prefixes.
 //!
 //! - [`locrib::LocRib`]: every path per prefix in a prefix trie, with the best
 //!   path and ECMP set chosen by [`best`].
@@ -193,161 +192,80 @@ impl OutDiff {
 /// Announcements share an UPDATE when route ([`OutRoute::identity`]) and family match.
 type GroupKey = ((usize, Rewrite, NextHop), Family);
 
-/// The routes sent to peers, each (attribute set, rewrite, next hop) once
-/// for every peer and prefix that has it, named by a small handle and counted.
-#[derive(Default)]
-pub struct OutTable {
-    /// By handle - 1: the route and how many Adj-RIB-Out entries hold it
-    /// (`None`: a free slot).
-    entries: Vec<Option<(OutRoute, u32)>>,
-    /// Handles by [`OutRoute::identity`] (attribute sets are interned, so
-    /// identity names them); the keys are the entries themselves.
-    index: hashbrown::HashTable<u32>,
-    hasher: hashbrown::DefaultHashBuilder,
-    free: Vec<u32>,
-}
-
-fn route_hash(hasher: &hashbrown::DefaultHashBuilder, r: &OutRoute) -> u64 {
-    use std::hash::BuildHasher;
-    hasher.hash_one(r.identity())
-}
-
-impl std::fmt::Debug for OutTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutTable")
-            .field("routes", &self.index.len())
-            .finish()
-    }
-}
-
-impl OutTable {
-    fn acquire(&mut self, r: OutRoute) -> u32 {
-        let id = r.identity();
-        let h = route_hash(&self.hasher, &r);
-        let entries = &mut self.entries;
-        let found = self.index.find(h, |&x| {
-            entries[x as usize - 1]
-                .as_ref()
-                .is_some_and(|(e, _)| e.identity() == id)
-        });
-        if let Some(&x) = found {
-            if let Some((_, n)) = &mut entries[x as usize - 1] {
-                *n += 1;
-            }
-            return x;
-        }
-        let x = match self.free.pop() {
-            Some(x) => {
-                entries[x as usize - 1] = Some((r, 1));
-                x
-            }
-            None => {
-                entries.push(Some((r, 1)));
-                entries.len() as u32
-            }
-        };
-        let hasher = &self.hasher;
-        self.index.insert_unique(h, x, |&x| {
-            entries[x as usize - 1]
-                .as_ref()
-                .map_or(0, |(e, _)| route_hash(hasher, e))
-        });
-        x
-    }
-
-    /// One more holder of a handle just returned by [`OutTable::acquire`].
-    fn acquire_again(&mut self, h: u32) -> u32 {
-        if let Some((_, n)) = &mut self.entries[h as usize - 1] {
-            *n += 1;
-        }
-        h
-    }
-
-    fn release(&mut self, x: u32) {
-        let i = x as usize - 1;
-        let Some((r, n)) = &mut self.entries[i] else {
-            return;
-        };
-        *n -= 1;
-        if *n > 0 {
-            return;
-        }
-        let h = route_hash(&self.hasher, r);
-        if let Ok(e) = self.index.find_entry(h, |&y| y == x) {
-            e.remove();
-        }
-        self.entries[i] = None;
-        self.free.push(x);
-    }
-
-    /// The route a handle names.
-    pub fn get(&self, h: u32) -> Option<&OutRoute> {
-        self.entries
-            .get((h as usize).checked_sub(1)?)?
-            .as_ref()
-            .map(|(r, _)| r)
-    }
-
-    /// Distinct routes held.
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-}
-
-/// What we have announced to one peer: per Loc-RIB destination id
-/// ([`locrib::LocRib::iter_ids`]) a handle into the shared [`OutTable`]. Four bytes
-/// per destination, whatever the attributes; a peer sent nothing costs
-/// nothing (BIRD keeps one bit per route and channel to the same end).
+/// What we have announced to one peer: one bit per Loc-RIB destination id
+/// ([`locrib::LocRib::iter_ids`]), set while the peer holds a route for it
+/// (BIRD keeps a bit per route and channel the same way). What was sent is
+/// not kept: it is the export of the destination's best path, computed
+/// again when needed ([`AdjRibOut::update`] announces every wanted route it
+/// is given; the caller gives only destinations that changed). 1M
+/// destinations cost 128 KiB per peer.
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    /// By destination id: 0 = nothing sent, else an [`OutTable`] handle.
-    sent: Vec<u32>,
+    sent: Vec<u64>,
     count: usize,
 }
 
 impl AdjRibOut {
+    fn test(&self, id: u32) -> bool {
+        self.sent
+            .get(id as usize / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// Set or clear `id`'s bit, returning whether it was set.
+    fn put(&mut self, id: u32, on: bool) -> bool {
+        let (w, b) = (id as usize / 64, 1u64 << (id % 64));
+        if w >= self.sent.len() {
+            if !on {
+                return false;
+            }
+            // Grown by doubling, at least to the word needed.
+            let n = (w + 1).max(self.sent.len() * 2);
+            self.sent.resize(n, 0);
+        }
+        let was = self.sent[w] & b != 0;
+        if on {
+            self.sent[w] |= b;
+        } else {
+            self.sent[w] &= !b;
+        }
+        match (was, on) {
+            (false, true) => self.count += 1,
+            (true, false) => self.count -= 1,
+            _ => {}
+        }
+        was
+    }
+
     /// Apply changes for some destinations (`(prefix, id, route)`, `None` =
     /// the peer should not have it), returning what must be sent:
-    /// announcements grouped by attribute set, next hop and family (one UPDATE
-    /// carries many prefixes), withdrawals by family. With `resend`, wanted
-    /// routes are announced even when the peer has them (initial sync, route
-    /// refresh).
+    /// announcements grouped by attribute set, rewrite, next hop and family
+    /// (one UPDATE carries many prefixes), withdrawals by family of what the
+    /// peer holds. Every wanted route is announced (an UPDATE replaces what
+    /// the peer had for the prefix).
     pub fn update(
         &mut self,
-        table: &mut OutTable,
         changes: impl IntoIterator<Item = (IpNet, u32, Option<OutRoute>)>,
-        resend: bool,
     ) -> OutDiff {
         // Groups in order of first appearance, found through `index`; runs
         // of prefixes with the same route (the common case: they came in one
-        // UPDATE) reuse the last group and the last shared-table handle.
+        // UPDATE) reuse the last group.
         let mut groups: Vec<Announce> = Vec::new();
         let mut index: hashbrown::HashMap<GroupKey, usize> = hashbrown::HashMap::new();
         let mut last_group: Option<(GroupKey, usize)> = None;
-        let mut last_handle: Option<((usize, Rewrite, NextHop), u32)> = None;
         let mut withdraw: BTreeMap<Family, Vec<Nlri>> = BTreeMap::new();
         for (p, id, want) in changes {
-            let i = id as usize;
-            let cur = self.sent.get(i).copied().unwrap_or(0);
+            let n = Nlri::new(p);
             match want {
                 Some(r) => {
-                    let hk = r.identity();
-                    let same = table.get(cur).is_some_and(|c| c.identity() == hk);
-                    if same && !resend {
-                        continue;
-                    }
-                    let n = Nlri::new(p);
-                    let k = (hk, n.family());
+                    self.put(id, true);
+                    let k = (r.identity(), n.family());
                     let g = match last_group {
                         Some((lk, g)) if lk == k => g,
                         _ => {
                             let g = *index.entry(k).or_insert_with(|| {
                                 groups.push(Announce {
-                                    route: r.clone(),
+                                    route: r,
                                     family: k.1,
                                     nlri: Vec::new(),
                                 });
@@ -358,33 +276,9 @@ impl AdjRibOut {
                         }
                     };
                     groups[g].nlri.push(n);
-                    if same {
-                        continue;
-                    }
-                    let h = match last_handle {
-                        Some((lk, h)) if lk == hk => table.acquire_again(h),
-                        _ => {
-                            let h = table.acquire(r);
-                            last_handle = Some((hk, h));
-                            h
-                        }
-                    };
-                    if i >= self.sent.len() {
-                        self.sent.resize(i + 1, 0);
-                    }
-                    self.sent[i] = h;
-                    if cur == 0 {
-                        self.count += 1;
-                    } else {
-                        table.release(cur);
-                    }
                 }
                 None => {
-                    if cur != 0 {
-                        self.sent[i] = 0;
-                        self.count -= 1;
-                        table.release(cur);
-                        let n = Nlri::new(p);
+                    if self.put(id, false) {
                         withdraw.entry(n.family()).or_default().push(n);
                     }
                 }
@@ -396,19 +290,14 @@ impl AdjRibOut {
         }
     }
 
-    /// What was sent for destination `id`, as an [`OutTable`] handle.
-    pub fn get(&self, id: u32) -> Option<u32> {
-        self.sent.get(id as usize).copied().filter(|h| *h != 0)
+    /// Whether the peer holds a route for destination `id`.
+    pub fn holds(&self, id: u32) -> bool {
+        self.test(id)
     }
 
-    /// Drop the entry of a pruned destination (its id is about to be reused).
-    pub fn forget(&mut self, table: &mut OutTable, id: u32) {
-        if let Some(h) = self.sent.get_mut(id as usize) {
-            if *h != 0 {
-                table.release(std::mem::take(h));
-                self.count -= 1;
-            }
-        }
+    /// Drop the bit of a pruned destination (its id is about to be reused).
+    pub fn forget(&mut self, id: u32) {
+        self.put(id, false);
     }
 
     pub fn len(&self) -> usize {
@@ -419,11 +308,8 @@ impl AdjRibOut {
         self.count == 0
     }
 
-    /// Forget everything (session down), releasing the shared entries.
-    pub fn clear(&mut self, table: &mut OutTable) {
-        for h in self.sent.drain(..).filter(|h| *h != 0) {
-            table.release(h);
-        }
+    /// Forget everything (session down).
+    pub fn clear(&mut self) {
         self.sent = Vec::new();
         self.count = 0;
     }
@@ -479,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn adj_rib_out_groups_withdraws_and_shares_the_out_table() {
+    fn adj_rib_out_groups_announcements_and_withdraws_only_what_was_sent() {
         let mut i = Interner::default();
         let a1 = i.intern(attrs(1));
         let a2 = i.intern(attrs(2));
@@ -489,54 +375,53 @@ mod tests {
             rewrite: Rewrite::AsIs,
             next_hop: nh,
         };
-        let mut t = OutTable::default();
-        let (mut out, mut other) = (AdjRibOut::default(), AdjRibOut::default());
+        let mut out = AdjRibOut::default();
         let p = |s: &str| -> IpNet { s.parse().unwrap() };
         let want = |a1: &Arc<PathAttrs>, a2: &Arc<PathAttrs>| {
             vec![
                 (p("10.0.0.0/24"), 0, Some(r(a1))),
-                (p("10.0.1.0/24"), 1, Some(r(a1))),
                 (p("10.0.2.0/24"), 2, Some(r(a2))),
+                (p("10.0.1.0/24"), 1, Some(r(a1))),
             ]
         };
-        let d = out.update(&mut t, want(&a1, &a2), false);
-        assert_eq!(d.announce.len(), 2);
-        assert_eq!(d.announce[0].nlri.len(), 2);
-        assert_eq!((out.len(), t.len()), (3, 2));
-        // A second peer with the same routes adds no table entry.
-        other.update(&mut t, want(&a1, &a2), false);
-        assert_eq!(t.len(), 2);
-        assert!(out.update(&mut t, want(&a1, &a2), false).is_empty());
-        assert_eq!(out.update(&mut t, want(&a1, &a2), true).announce.len(), 2);
-        assert_eq!(out.len(), 3, "a resend changes nothing held");
-        let d = out.update(
-            &mut t,
-            vec![
-                (p("10.0.1.0/24"), 1, None),
-                (p("10.0.2.0/24"), 2, Some(r(&a1))),
-                (p("10.0.9.0/24"), 9, None),
-            ],
-            false,
+        let d = out.update(want(&a1, &a2));
+        assert_eq!(d.announce.len(), 2, "one group per route");
+        assert_eq!(
+            d.announce[0].nlri,
+            vec![Nlri::new(p("10.0.0.0/24")), Nlri::new(p("10.0.1.0/24"))]
         );
+        assert_eq!(d.announce[1].route.attrs, a2);
+        assert!(d.withdraw.is_empty());
+        assert_eq!(out.len(), 3);
+        // Announced again when asked: the peer's copy is replaced, nothing counted twice.
+        assert_eq!(out.update(want(&a1, &a2)).announce.len(), 2);
+        assert_eq!(out.len(), 3);
+        let d = out.update(vec![
+            (p("10.0.1.0/24"), 1, None),
+            (p("10.0.2.0/24"), 2, Some(r(&a1))),
+            (p("10.0.9.0/24"), 9, None),
+            (p("10.9.0.0/16"), 1000, None),
+        ]);
         assert_eq!(
             d.withdraw,
-            vec![(Family::IPV4_UNICAST, vec![Nlri::new(p("10.0.1.0/24"))])]
+            vec![(Family::IPV4_UNICAST, vec![Nlri::new(p("10.0.1.0/24"))])],
+            "only what the peer holds is withdrawn"
         );
         assert_eq!(d.announce.len(), 1);
         assert_eq!(d.announce[0].nlri, vec![Nlri::new(p("10.0.2.0/24"))]);
         assert_eq!(out.len(), 2);
-        assert_eq!(t.get(out.get(2).unwrap()).unwrap().attrs, a1);
-        assert_eq!(out.get(1), None);
-        // Entries go when no peer holds them.
-        other.clear(&mut t);
-        assert_eq!(t.len(), 1);
-        out.forget(&mut t, 0);
-        out.forget(&mut t, 2);
-        assert_eq!((out.len(), t.len()), (0, 0));
-        // A freed handle is reused.
-        out.update(&mut t, vec![(p("10.0.3.0/24"), 3, Some(r(&a2)))], false);
-        assert_eq!(t.get(out.get(3).unwrap()).unwrap().attrs, a2);
-        // The same set with another rewrite is another route: sent again, its own entry.
+        assert!(out.holds(0) && out.holds(2) && !out.holds(1) && !out.holds(9));
+        assert!(!out.holds(100_000), "beyond the bits: not held");
+        // Bits in later words, and forgetting a pruned destination.
+        out.update(vec![(p("10.1.0.0/24"), 64, Some(r(&a2)))]);
+        out.update(vec![(p("10.2.0.0/24"), 1000, Some(r(&a2)))]);
+        assert!(out.holds(64) && out.holds(1000) && !out.holds(63) && !out.holds(65));
+        assert_eq!(out.len(), 4);
+        out.forget(64);
+        out.forget(64);
+        out.forget(5000);
+        assert_eq!(out.len(), 3);
+        // The same set with another rewrite is another route: another group.
         let ebgp = OutRoute {
             rewrite: Rewrite::Ebgp {
                 asn: 64512,
@@ -544,16 +429,14 @@ mod tests {
             },
             ..r(&a2)
         };
-        let d = out.update(
-            &mut t,
-            vec![(p("10.0.3.0/24"), 3, Some(ebgp.clone()))],
-            false,
-        );
-        assert_eq!(d.announce.len(), 1);
+        let d = out.update(vec![
+            (p("10.0.3.0/24"), 3, Some(ebgp.clone())),
+            (p("10.0.4.0/24"), 4, Some(r(&a2))),
+        ]);
+        assert_eq!(d.announce.len(), 2);
         assert_eq!(d.announce[0].route, ebgp);
-        assert_eq!(t.len(), 1, "the as-is entry went with its last holder");
-        other.update(&mut t, vec![(p("10.0.4.0/24"), 4, Some(r(&a2)))], false);
-        assert_eq!(t.len(), 2);
-        assert_eq!(t.get(other.get(4).unwrap()).unwrap().rewrite, Rewrite::AsIs);
+        out.clear();
+        assert!(out.is_empty() && !out.holds(0));
+        assert!(out.update(vec![(p("10.0.0.0/24"), 0, None)]).is_empty());
     }
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use bgp_fsm::{Negotiated, SessionCfg};
 use bgp_rib::best::{BestCfg, PeerInfo};
 use bgp_rib::locrib::LocRib;
-use bgp_rib::{AdjRibIn, AdjRibOut, Interner, OutTable};
+use bgp_rib::{AdjRibIn, AdjRibOut, Interner};
 use bgp_wire::notification::{self, Notification};
 use bgp_wire::{Family, Nlri, PathAttrs};
 use datastore::{Desired, GlobalCfg, Origination, PeerCfg, PeerTarget};
@@ -144,6 +144,8 @@ pub(crate) struct PeerEntry {
     pub session: Option<Session>,
     pub rib_in: AdjRibIn,
     pub rib_out: AdjRibOut,
+    /// Encoded messages for the peer task to write (see `peer::Outbox`).
+    pub outbox: Arc<peer::Outbox>,
     pub max_prefix_warned: bool,
 }
 
@@ -159,8 +161,6 @@ pub(crate) struct Main {
     pub peers: BTreeMap<String, PeerEntry>,
     pub interner: Interner,
     pub loc: LocRib,
-    /// What peers were sent, each distinct route once (see `AdjRibOut`).
-    pub out_table: OutTable,
     /// The attributes last built for an export filter to see (see `Main::export_path`).
     sent_memo: Option<(
         Arc<bgp_wire::PathAttrs>,
@@ -247,7 +247,6 @@ async fn main_loop(
         peers: BTreeMap::new(),
         interner: Interner::default(),
         loc: LocRib::new(BestCfg::default()),
-        out_table: OutTable::default(),
         sent_memo: None,
         listener: None,
         md5_keys: BTreeMap::new(),
@@ -375,7 +374,9 @@ impl Main {
             status: status.clone(),
             main: self.events_tx.clone(),
             cmds: rx,
+            outbox: Arc::new(peer::Outbox::default()),
         };
+        let outbox = peer.outbox.clone();
         let task = self.rt.spawn(peer.run());
         self.peers.insert(
             key,
@@ -387,6 +388,7 @@ impl Main {
                 session: None,
                 rib_in: AdjRibIn::default(),
                 rib_out: AdjRibOut::default(),
+                outbox,
                 max_prefix_warned: false,
             },
         );
@@ -394,7 +396,7 @@ impl Main {
 
     async fn stop_peer(&mut self, key: &str, n: Notification) {
         if let Some(mut p) = self.peers.remove(key) {
-            p.rib_out.clear(&mut self.out_table);
+            p.rib_out.clear();
             let _ = p.cmd.send(PeerCmd::Stop(Some(n))).await;
             // Give it a moment to flush the NOTIFICATION; never hang on it.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p.task).await;
@@ -541,16 +543,15 @@ impl Main {
             }
         }
         for k in &policy_changed {
+            // Export filters may have changed too: what the peer is sent
+            // under the old policy, to send it what the new one changes.
+            let before = self.exports(k);
             if let (Some(p), Some(c)) = (self.peers.get_mut(k), d.peers.get(k)) {
                 info!(peer = %k, "peer policy changed: re-evaluating its routes");
                 p.cfg = c.clone();
             }
             self.reimport(k).await;
-        }
-        if !policy_changed.is_empty() {
-            // Export filters may have changed too.
-            let all = self.loc.prefixes();
-            self.propagate(all).await;
+            self.resync(k, before).await;
         }
         sum.originate_changed = self.cfg_originate != d.originate;
         self.cfg_originate = d.originate;
@@ -599,7 +600,10 @@ impl Main {
         };
         match found {
             Some(p) => {
-                let _ = p.cmd.send(PeerCmd::Incoming(stream, remote)).await;
+                let _ = p
+                    .cmd
+                    .send(PeerCmd::Incoming(Box::new((stream, remote))))
+                    .await;
             }
             None => {
                 info!(%remote, "connection from an address that is not a configured peer: closed");
@@ -688,18 +692,21 @@ impl Main {
                         .unwrap_or_default(),
                 });
             }
-            let sent = self.loc.iter_ids().filter_map(|(pfx, id, _)| {
-                let r = self.out_table.get(p.rib_out.get(id)?)?;
-                Some((pfx, r))
+            // What the peer holds is its export of the best path, built again.
+            let sent = self.loc.iter_ids().filter_map(|(pfx, id, d)| {
+                if !want(&pfx) || !p.rib_out.holds(id) {
+                    return None;
+                }
+                Some((pfx, self.advertised(key, &pfx, d.best()?)?))
             });
-            for (prefix, r) in sent.filter(|(pfx, _)| want(pfx)) {
+            for (prefix, (next_hop, attrs)) in sent {
                 out.push(RibEntry {
                     prefix,
                     path_id: 0,
                     direction: "advertised",
                     peer: key.clone(),
-                    next_hop: r.next_hop.to_string(),
-                    attrs: r.sent_attrs(),
+                    next_hop: next_hop.to_string(),
+                    attrs,
                     since: 0,
                     best: false,
                     multipath: false,

@@ -14,6 +14,7 @@
 //! full tables at each other cannot deadlock.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bgp_fsm::{
@@ -52,14 +53,89 @@ pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
 /// From the main loop to a peer.
 #[derive(Debug)]
 pub(crate) enum PeerCmd {
-    Incoming(TcpStream, SocketAddr),
-    /// Encoded UPDATEs for session `gen`.
-    Send {
-        gen: u64,
-        bytes: Bytes,
-        updates: u64,
-    },
+    /// (Boxed: a command in the queue costs a pointer, not a socket.)
+    Incoming(Box<(TcpStream, SocketAddr)>),
     Stop(Option<Notification>),
+}
+
+/// Encoded messages from the main loop to one peer, for session `gen`.
+/// The main loop appends; the peer task takes everything there is as one
+/// write. While a peer's writes lag, what the main loop has for it
+/// accumulates in one buffer instead of a queue of messages, and the main
+/// loop waits only when that buffer exceeds [`OUTBOX_LIMIT`].
+#[derive(Default)]
+pub(crate) struct Outbox {
+    inner: std::sync::Mutex<Pending>,
+    /// Something was put.
+    ready: tokio::sync::Notify,
+    /// Everything was taken.
+    drained: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    gen: u64,
+    bytes: BytesMut,
+    updates: u64,
+}
+
+/// Bytes a peer may have waiting before the main loop waits for it (a
+/// full table of 1M IPv4 prefixes is about 20 MB).
+pub(crate) const OUTBOX_LIMIT: usize = 32 << 20;
+
+impl Outbox {
+    /// Append `bytes` (carrying `updates` UPDATEs) for session `gen`;
+    /// anything left for an older session is dropped. Returns the bytes now
+    /// waiting.
+    pub(crate) fn put(&self, gen: u64, bytes: BytesMut, updates: u64) -> usize {
+        let n = {
+            let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if p.gen != gen {
+                *p = Pending {
+                    gen,
+                    ..Default::default()
+                };
+            }
+            if p.bytes.is_empty() {
+                p.bytes = bytes;
+            } else {
+                p.bytes.extend_from_slice(&bytes);
+            }
+            p.updates += updates;
+            p.bytes.len()
+        };
+        self.ready.notify_one();
+        n
+    }
+
+    /// Everything waiting: (session, bytes, UPDATEs). The buffer is handed
+    /// over whole, so an idle peer keeps no capacity.
+    fn take(&self) -> (u64, Bytes, u64) {
+        let out = {
+            let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let bytes = std::mem::take(&mut p.bytes).freeze();
+            (p.gen, bytes, std::mem::take(&mut p.updates))
+        };
+        self.drained.notify_waiters();
+        out
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bytes
+            .len()
+    }
+
+    /// Until the peer task takes what is waiting (or `max` passes).
+    pub(crate) async fn drained(&self, max: std::time::Duration) {
+        let d = self.drained.notified();
+        if self.waiting() == 0 {
+            return;
+        }
+        let _ = tokio::time::timeout(max, d).await;
+    }
 }
 
 /// From a peer to the main loop.
@@ -118,6 +194,7 @@ pub(crate) struct Peer {
     pub status: SharedStatus,
     pub main: mpsc::UnboundedSender<PeerEvent>,
     pub cmds: mpsc::Receiver<PeerCmd>,
+    pub outbox: Arc<Outbox>,
 }
 
 struct Run {
@@ -145,8 +222,9 @@ fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
 }
 
 async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEvent>) {
-    // Small to start (a thousand idle sessions hold little); it grows while a
-    // table streams in.
+    // Held only while bytes are in it: an idle session (a thousand route
+    // reflector clients) keeps no read buffer; one is taken when the socket
+    // becomes readable, and it grows while a table streams in.
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         loop {
@@ -164,7 +242,32 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
                 }
             }
         }
-        match r.read_buf(&mut buf).await {
+        let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
+        let read = if buf.is_empty() {
+            // Nothing pending: read on into what is left of the buffer while
+            // bytes keep coming; when none are waiting, let it go.
+            match r.try_read_buf(&mut buf) {
+                Err(e) if would_block(&e) => {
+                    buf = BytesMut::new();
+                    match r.readable().await {
+                        Ok(()) => {
+                            // (with_capacity, not reserve: the capacity it
+                            // starts with is what it grows by later.)
+                            buf = BytesMut::with_capacity(4096);
+                            match r.try_read_buf(&mut buf) {
+                                Err(e) if would_block(&e) => continue,
+                                res => res,
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                res => res,
+            }
+        } else {
+            r.read_buf(&mut buf).await
+        };
+        match read {
             Ok(0) => {
                 let _ = ev.send(ConnEvent::Closed(id, "connection closed by peer".into()));
                 return;
@@ -333,16 +436,17 @@ impl Peer {
                         self.set_state(State::Idle, "Stopped");
                                     return;
                     }
-                    Some(PeerCmd::Incoming(stream, remote)) => self.incoming(&mut run, stream, remote).await,
-                    Some(PeerCmd::Send { gen, bytes, updates }) => {
-                        if gen != run.gen {
-                            continue;
-                        }
-                        if let Some(c) = run.established.and_then(|id| run.conns.iter_mut().find(|c| c.id == id)) {
-                            c.fsm.sent_update(std::time::Instant::now());
-                            let _ = c.tx.send(bytes).await;
-                            lock(&self.status).sent.update += updates;
-                        }
+                    Some(PeerCmd::Incoming(c)) => self.incoming(&mut run, c.0, c.1).await,
+                },
+                _ = self.outbox.ready.notified() => {
+                    let (gen, bytes, updates) = self.outbox.take();
+                    if gen != run.gen || bytes.is_empty() {
+                        continue;
+                    }
+                    if let Some(c) = run.established.and_then(|id| run.conns.iter_mut().find(|c| c.id == id)) {
+                        c.fsm.sent_update(std::time::Instant::now());
+                        let _ = c.tx.send(bytes).await;
+                        lock(&self.status).sent.update += updates;
                     }
                 },
                 Some(ev) = ev_rx.recv() => match ev {

@@ -447,7 +447,7 @@ impl Main {
             .collect();
         for id in self.loc.prune_ids(&emptied) {
             for p in self.peers.values_mut() {
-                p.rib_out.forget(&mut self.out_table, id);
+                p.rib_out.forget(id);
             }
         }
     }
@@ -496,14 +496,50 @@ impl Main {
         }
     }
 
-    /// Encode and queue the changes for one peer; `full` re-announces
-    /// everything and ends with End-of-RIB markers.
+    /// What `key` is sent for `prefix` whose best path is `best`, as sent
+    /// (next hop and attributes): [`Main::export_path`] without interning
+    /// what an export filter changes, for reading what a peer holds.
+    pub(crate) fn advertised(
+        &self,
+        key: &str,
+        prefix: &IpNet,
+        best: &Path,
+    ) -> Option<(NextHop, bgp_wire::PathAttrs)> {
+        let g = self.global.as_ref()?;
+        let p = self.peers.get(key)?;
+        let s = p.session.as_ref()?;
+        let target = Target {
+            key,
+            cfg: &p.cfg,
+            neg: &s.neg,
+            local: s.local,
+        };
+        let out = export(prefix, best, &target, g)?;
+        let sent = out.sent_attrs();
+        if p.cfg.filters.is_empty() {
+            return Some((out.next_hop, sent));
+        }
+        match bgp_policy::evaluate(
+            &p.cfg.filters,
+            bgp_policy::Direction::Export,
+            prefix,
+            &sent,
+            g.asn,
+        ) {
+            bgp_policy::Verdict::Reject(_) => None,
+            bgp_policy::Verdict::Accept(None) => Some((out.next_hop, sent)),
+            bgp_policy::Verdict::Accept(Some(a)) => Some((out.next_hop, a)),
+        }
+    }
+
+    /// Encode and queue the changes for one peer; `full` (a whole table)
+    /// ends with End-of-RIB markers.
     async fn send(&mut self, key: &str, changes: Vec<(IpNet, u32, Option<OutRoute>)>, full: bool) {
         let Some(p) = self.peers.get_mut(key) else {
             return;
         };
         let Some(s) = &p.session else { return };
-        let diff = p.rib_out.update(&mut self.out_table, changes, full);
+        let diff = p.rib_out.update(changes);
         let ctx = s.neg.ctx();
         let mut buf = BytesMut::new();
         let mut updates = 0;
@@ -526,36 +562,70 @@ impl Main {
         }
         status::lock(&p.status).prefixes_advertised = p.rib_out.len() as u64;
         if updates > 0 {
-            let _ = p
-                .cmd
-                .send(PeerCmd::Send {
-                    gen: s.gen,
-                    bytes: buf.freeze(),
-                    updates: updates as u64,
-                })
-                .await;
+            let gen = s.gen;
+            self.queue(key, gen, buf, updates as u64).await;
         }
     }
 
-    /// Everything a peer should have, as a full table.
-    async fn sync_full(&mut self, key: &str) {
-        // Every destination, also one emptied and not pruned yet that this
-        // peer may still hold.
-        // (In prefix order, so that a peer sees the same table in the same order.)
+    /// Hand encoded messages to a peer's task; wait while more than
+    /// `OUTBOX_LIMIT` bytes are waiting for it (a peer that does not read
+    /// holds back the main loop instead of growing without bound), unless
+    /// its task has ended.
+    async fn queue(&self, key: &str, gen: u64, bytes: BytesMut, updates: u64) {
+        let Some(p) = self.peers.get(key) else { return };
+        let mut waiting = p.outbox.put(gen, bytes, updates);
+        while waiting > crate::peer::OUTBOX_LIMIT && !p.task.is_finished() {
+            p.outbox
+                .drained(std::time::Duration::from_millis(100))
+                .await;
+            waiting = p.outbox.waiting();
+        }
+    }
+
+    /// What a peer should have for every destination, in prefix order
+    /// (also a destination emptied and not pruned yet, which the peer may
+    /// still hold).
+    pub(crate) fn exports(&mut self, key: &str) -> Vec<(IpNet, u32, Option<OutRoute>)> {
+        if self.peers.get(key).is_none_or(|p| p.session.is_none()) {
+            return Vec::new();
+        }
         let mut dests: Vec<(IpNet, u32, Option<Path>)> = self
             .loc
             .iter_ids()
             .map(|(p, id, d)| (p, id, d.best().cloned()))
             .collect();
         dests.sort_unstable_by_key(|(p, _, _)| *p);
-        let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
+        dests
             .into_iter()
             .map(|(p, id, best)| {
                 let out = best.and_then(|b| self.export_path(key, &p, &b));
                 (p, id, out)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Everything a peer should have, as a full table.
+    async fn sync_full(&mut self, key: &str) {
+        let changes = self.exports(key);
         self.send(key, changes, true).await;
+    }
+
+    /// After a change of a peer's policy: send it what its exports now
+    /// differ in from `before` (its [`Main::exports`] under the old policy).
+    /// Only the differences go out; a peer whose export is unchanged is sent
+    /// nothing.
+    pub(crate) async fn resync(&mut self, key: &str, before: Vec<(IpNet, u32, Option<OutRoute>)>) {
+        let after = self.exports(key);
+        let mut old = before.into_iter().peekable();
+        let mut changes = Vec::new();
+        for (p, id, want) in after {
+            while old.next_if(|(q, _, _)| *q < p).is_some() {}
+            let was = old.next_if(|(q, _, _)| *q == p).and_then(|(_, _, w)| w);
+            if was != want {
+                changes.push((p, id, want));
+            }
+        }
+        self.send(key, changes, false).await;
     }
 
     // ---------------------------------------------------------------- peer events
@@ -646,7 +716,7 @@ impl Main {
                         eor: Default::default(),
                     });
                     p.rib_in = Default::default();
-                    p.rib_out.clear(&mut self.out_table);
+                    p.rib_out.clear();
                     self.sync_full(&key).await;
                 }
             }
@@ -658,7 +728,7 @@ impl Main {
                     return;
                 }
                 p.session = None;
-                p.rib_out.clear(&mut self.out_table);
+                p.rib_out.clear();
                 info!(peer = %key, routes = p.rib_in.len(), "session down: routes from this peer removed");
                 self.withdraw_all_from(&key).await;
                 self.interner.collect();
@@ -687,27 +757,21 @@ impl Main {
         let Some(s) = &p.session else { return };
         let enhanced = s.neg.enhanced_route_refresh;
         let ctx = s.neg.ctx();
-        let (gen, cmd) = (s.gen, p.cmd.clone());
+        let gen = s.gen;
         // RFC 7313 §4: BoRR (subtype 1) before, EoRR (subtype 2) after.
         let marker = |subtype| {
-            let bytes = Message::RouteRefresh(RouteRefresh {
+            Message::RouteRefresh(RouteRefresh {
                 family: rr.family,
                 subtype,
             })
             .to_bytes(&ctx)
-            .freeze();
-            PeerCmd::Send {
-                gen,
-                bytes,
-                updates: 0,
-            }
         };
         if enhanced {
-            let _ = cmd.send(marker(1)).await;
+            self.queue(key, gen, marker(1), 0).await;
         }
         self.sync_full(key).await;
         if enhanced {
-            let _ = cmd.send(marker(2)).await;
+            self.queue(key, gen, marker(2), 0).await;
         }
     }
 

@@ -196,6 +196,41 @@ fn bgpfilter_import_export_rejected_reasons_and_max_prefix() {
     assert!(!bird_a
         .cli("show route 192.16.0.0/12")
         .contains("192.16.0.0/12"));
+    // What kbgp says A holds (its export of each best path, built again).
+    let advertised = |prefix: &str| -> bool {
+        let v = kbgp.json(&["show", "rib", "--peer", "192.0.2.10"]).unwrap();
+        v["routes"].as_array().unwrap().iter().any(|r| {
+            r["direction"] == "advertised" && r["prefix"] == prefix && r["peer"] == "192.0.2.10"
+        })
+    };
+    assert!(advertised("10.244.1.0/24") && !advertised("192.16.0.0/12"));
+    let a_since = kbgp.peer("192.0.2.10").unwrap()["established_at"].clone();
+    // A live export change: the pod block is now refused towards A too. A
+    // loses it (withdrawn, no session reset); C, with no filter, keeps it.
+    kbgp.write(
+        "filter.yaml",
+        &format!("{FILTER}  - action: Reject\n    matchOperator: Equal\n    cidr: 10.244.1.0/24\n"),
+    );
+    wait_for("A to lose 10.244.1.0/24", Duration::from_secs(15), || {
+        let r = bird_a.cli("show route 10.244.1.0/24");
+        if r.contains("10.244.1.0/24") {
+            Err(r)
+        } else {
+            Ok(())
+        }
+    });
+    assert!(!advertised("10.244.1.0/24"));
+    bird_c.wait_route("10.244.1.0/24");
+    // And back: A is sent it again.
+    kbgp.write("filter.yaml", FILTER);
+    bird_a.wait_route("10.244.1.0/24");
+    assert!(advertised("10.244.1.0/24"));
+    assert!(!bird_a
+        .cli("show route 192.16.0.0/12")
+        .contains("192.16.0.0/12"));
+    let pa = kbgp.peer("192.0.2.10").unwrap();
+    assert_eq!(pa["established_at"], a_since, "{pa}");
+    assert_eq!(pa["established_count"], 1, "{pa}");
 
     // Max-prefix: B sends 3 prefixes with a limit of 2.
     wait_for(

@@ -172,7 +172,8 @@ enum ConnEvent {
     Connected(Result<TcpStream, String>),
     /// A neighbour's link-local address heard on the peer's interface.
     Neighbor(std::net::Ipv6Addr),
-    Frame(u64, Bytes),
+    /// A frame and its share of the connection's [`READ_WINDOW`].
+    Frame(u64, Bytes, tokio::sync::OwnedSemaphorePermit),
     HeaderError(u64, Notification),
     Closed(u64, String),
 }
@@ -181,7 +182,7 @@ struct Conn {
     id: u64,
     outbound: bool,
     fsm: Connection,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::UnboundedSender<Bytes>,
     reader: JoinHandle<()>,
     local: SocketAddr,
     remote: SocketAddr,
@@ -221,7 +222,11 @@ fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
     }
 }
 
+/// Bytes of frames a connection may have read and not yet handled.
+const READ_WINDOW: usize = 1 << 20;
+
 async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEvent>) {
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(READ_WINDOW));
     // Held only while bytes are in it: an idle session (a thousand route
     // reflector clients) keeps no read buffer; one is taken when the socket
     // becomes readable, and it grows while a table streams in.
@@ -231,7 +236,14 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
             match frame_len(&buf, MAX_LEN_EXTENDED) {
                 Ok(Some(len)) if buf.len() >= len => {
                     let f = buf.split_to(len).freeze();
-                    if ev.send(ConnEvent::Frame(id, f)).is_err() {
+                    // Frames read but not yet handled are bounded: past
+                    // the window the socket is left unread and TCP holds
+                    // the sender back (a full table waits in the kernel's
+                    // socket buffers, not decoded in ours).
+                    let Ok(permit) = window.clone().acquire_many_owned(len as u32).await else {
+                        return;
+                    };
+                    if ev.send(ConnEvent::Frame(id, f, permit)).is_err() {
                         return;
                     }
                 }
@@ -281,7 +293,7 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
     }
 }
 
-async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
     while let Some(b) = rx.recv().await {
         if w.write_all(&b).await.is_err() {
             return;
@@ -445,7 +457,7 @@ impl Peer {
                     }
                     if let Some(c) = run.established.and_then(|id| run.conns.iter_mut().find(|c| c.id == id)) {
                         c.fsm.sent_update(std::time::Instant::now());
-                        let _ = c.tx.send(bytes).await;
+                        let _ = c.tx.send(bytes);
                         lock(&self.status).sent.update += updates;
                     }
                 },
@@ -478,7 +490,7 @@ impl Peer {
                             self.set_state(State::Active, &format!("Active Socket: {e}"));
                         }
                     }
-                    ConnEvent::Frame(id, frame) => {
+                    ConnEvent::Frame(id, frame, _window) => {
                         let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else { continue };
                         let outs = match Message::decode(&frame, &c.fsm.ctx()) {
                             Ok(m) => {
@@ -583,7 +595,11 @@ impl Peer {
         let (r, w) = stream.into_split();
         let id = run.next_id;
         run.next_id += 1;
-        let (tx, rx) = mpsc::channel(256);
+        // Unbounded: the peer task never waits on a write (what the main
+        // loop sends is bounded by the outbox), so it always reads on and a
+        // peer writing a full table to us while we write one to it cannot
+        // deadlock on the read window.
+        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(w, rx));
         let reader = tokio::spawn(reader(id, r, run.ev_tx.clone()));
         let (fsm, outs) = Connection::start(self.session.clone(), std::time::Instant::now());
@@ -647,7 +663,7 @@ impl Peer {
                 Output::Send(m) => {
                     lock(&self.status).sent.count(m.kind());
                     let b = m.to_bytes(&c.fsm.ctx()).freeze();
-                    let _ = c.tx.send(b).await;
+                    let _ = c.tx.send(b);
                 }
                 Output::OpenReceived(remote_id) => {
                     self.set_state(State::OpenConfirm, "OpenConfirm");

@@ -348,12 +348,9 @@ async fn main() -> Result<()> {
                     let ok = match want_via {
                         None => true,
                         Some(asn) => {
-                            u.attrs
-                                .as_path
-                                .as_ref()
-                                .and_then(|p| p.segments.first())
-                                .and_then(|s| s.asns.get(1))
-                                == Some(&asn)
+                            u.attrs.as_path.as_ref().and_then(|p| {
+                                p.segments().next().and_then(|(_, a)| a.get(1).copied())
+                            }) == Some(asn)
                         }
                     };
                     for (n, _) in u.announcements() {

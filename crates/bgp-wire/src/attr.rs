@@ -71,37 +71,77 @@ pub enum SegmentKind {
     ConfedSet = 4,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct AsSegment {
-    pub kind: SegmentKind,
-    pub asns: ThinVec<u32>,
+impl SegmentKind {
+    fn from_code(c: u8) -> Option<SegmentKind> {
+        Some(match c {
+            1 => SegmentKind::Set,
+            2 => SegmentKind::Sequence,
+            3 => SegmentKind::ConfedSequence,
+            4 => SegmentKind::ConfedSet,
+            _ => return None,
+        })
+    }
 }
 
-/// An AS_PATH, always held with 4-octet AS numbers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+/// An AS_PATH, always held with 4-octet AS numbers. Its segments live in one
+/// allocation (a received table has hundreds of thousands of paths): each is
+/// a header word, `kind << 24 | count`, followed by its AS numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AsPath {
-    pub segments: ThinVec<AsSegment>,
+    words: ThinVec<u32>,
+}
+
+/// The segments of an [`AsPath`]: (kind, AS numbers).
+pub struct Segments<'a> {
+    words: &'a [u32],
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = (SegmentKind, &'a [u32]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&h, rest) = self.words.split_first()?;
+        let n = ((h & 0xff_ffff) as usize).min(rest.len());
+        let kind = SegmentKind::from_code((h >> 24) as u8).unwrap_or(SegmentKind::Sequence);
+        let (asns, rest) = rest.split_at(n);
+        self.words = rest;
+        Some((kind, asns))
+    }
+}
+
+fn header(kind: SegmentKind, n: usize) -> u32 {
+    ((kind as u32) << 24) | (n as u32 & 0xff_ffff)
 }
 
 impl AsPath {
     pub fn from_sequence(asns: Vec<u32>) -> Self {
-        if asns.is_empty() {
-            return AsPath::default();
+        Self::from_segments([(SegmentKind::Sequence, asns)])
+    }
+
+    /// A path of these segments (empty ones are left out).
+    pub fn from_segments<A: AsRef<[u32]>>(
+        segs: impl IntoIterator<Item = (SegmentKind, A)>,
+    ) -> Self {
+        let mut words = ThinVec::new();
+        for (kind, asns) in segs {
+            let asns = asns.as_ref();
+            if !asns.is_empty() {
+                words.push(header(kind, asns.len()));
+                words.extend_from_slice(asns);
+            }
         }
-        AsPath {
-            segments: thin_vec::thin_vec![AsSegment {
-                kind: SegmentKind::Sequence,
-                asns: asns.into(),
-            }],
-        }
+        AsPath { words }
+    }
+
+    pub fn segments(&self) -> Segments<'_> {
+        Segments { words: &self.words }
     }
 
     /// Path length for best-path selection: a set counts one, confederation segments none.
     pub fn len(&self) -> usize {
-        self.segments
-            .iter()
-            .map(|s| match s.kind {
-                SegmentKind::Sequence => s.asns.len(),
+        self.segments()
+            .map(|(kind, asns)| match kind {
+                SegmentKind::Sequence => asns.len(),
                 SegmentKind::Set => 1,
                 _ => 0,
             })
@@ -109,71 +149,82 @@ impl AsPath {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.words.is_empty()
     }
 
     /// The neighbour AS: first AS of the first sequence.
     pub fn first(&self) -> Option<u32> {
-        self.segments
-            .first()
-            .filter(|s| s.kind == SegmentKind::Sequence)
-            .and_then(|s| s.asns.first().copied())
+        self.segments()
+            .next()
+            .filter(|(kind, _)| *kind == SegmentKind::Sequence)
+            .and_then(|(_, asns)| asns.first().copied())
     }
 
     pub fn contains(&self, asn: u32) -> bool {
-        self.segments.iter().any(|s| s.asns.contains(&asn))
+        self.segments().any(|(_, asns)| asns.contains(&asn))
     }
 
     /// Prepend `asn` (as done when sending to an eBGP peer).
     pub fn prepend(&mut self, asn: u32, times: usize) {
-        match self.segments.first_mut() {
-            Some(s) if s.kind == SegmentKind::Sequence && s.asns.len() + times <= 255 => {
+        if times == 0 {
+            return;
+        }
+        match self.segments().next() {
+            Some((SegmentKind::Sequence, asns)) if asns.len() + times <= 255 => {
+                let n = asns.len() + times;
+                self.words[0] = header(SegmentKind::Sequence, n);
                 for _ in 0..times {
-                    s.asns.insert(0, asn);
+                    self.words.insert(1, asn);
                 }
             }
-            _ => self.segments.insert(
-                0,
-                AsSegment {
-                    kind: SegmentKind::Sequence,
-                    asns: std::iter::repeat_n(asn, times).collect(),
-                },
-            ),
+            _ => {
+                let mut words = ThinVec::with_capacity(self.words.len() + 1 + times);
+                words.push(header(SegmentKind::Sequence, times));
+                words.extend(std::iter::repeat_n(asn, times));
+                words.extend_from_slice(&self.words);
+                self.words = words;
+            }
         }
     }
 
     fn decode(v: &[u8], four: bool) -> Option<AsPath> {
-        let mut r = Reader::new(v);
-        let mut segments = ThinVec::new();
-        while !r.is_empty() {
-            let kind = match r.u8().ok()? {
-                1 => SegmentKind::Set,
-                2 => SegmentKind::Sequence,
-                3 => SegmentKind::ConfedSequence,
-                4 => SegmentKind::ConfedSet,
-                _ => return None,
-            };
-            let n = r.u8().ok()? as usize;
+        let width = if four { 4 } else { 2 };
+        // One pass to check the segments and count the words, so that the
+        // path is allocated once at its size.
+        let (mut at, mut n_words) = (0, 0);
+        while at < v.len() {
+            SegmentKind::from_code(*v.get(at)?)?;
+            let n = *v.get(at + 1)? as usize;
             if n == 0 {
                 return None;
             }
-            let mut asns = ThinVec::with_capacity(n);
+            at += 2 + n * width;
+            n_words += 1 + n;
+        }
+        if at != v.len() {
+            return None;
+        }
+        let mut r = Reader::new(v);
+        let mut words = ThinVec::with_capacity(n_words);
+        while !r.is_empty() {
+            let kind = SegmentKind::from_code(r.u8().ok()?)?;
+            let n = r.u8().ok()? as usize;
+            words.push(header(kind, n));
             for _ in 0..n {
-                asns.push(if four {
+                words.push(if four {
                     r.u32().ok()?
                 } else {
                     r.u16().ok()? as u32
                 });
             }
-            segments.push(AsSegment { kind, asns });
         }
-        Some(AsPath { segments })
+        Some(AsPath { words })
     }
 
     fn encode(&self, four: bool, out: &mut Vec<u8>) {
-        for s in &self.segments {
-            for chunk in s.asns.chunks(255) {
-                out.push(s.kind as u8);
+        for (kind, asns) in self.segments() {
+            for chunk in asns.chunks(255) {
+                out.push(kind as u8);
                 out.push(chunk.len() as u8);
                 for a in chunk {
                     if four {
@@ -187,9 +238,8 @@ impl AsPath {
     }
 
     fn needs_as4(&self) -> bool {
-        self.segments
-            .iter()
-            .any(|s| s.asns.iter().any(|a| *a > 0xffff))
+        self.segments()
+            .any(|(_, asns)| asns.iter().any(|a| *a > 0xffff))
     }
 
     /// RFC 6793 §4.2.3: rebuild the real path from AS_PATH and AS4_PATH.
@@ -200,52 +250,65 @@ impl AsPath {
             return self.clone();
         }
         let mut keep = n - m;
-        let mut out = ThinVec::new();
-        for s in &self.segments {
+        let mut out: Vec<(SegmentKind, &[u32])> = Vec::new();
+        for (kind, asns) in self.segments() {
             if keep == 0 {
                 break;
             }
-            match s.kind {
+            match kind {
                 SegmentKind::Sequence => {
-                    let take = keep.min(s.asns.len());
-                    out.push(AsSegment {
-                        kind: s.kind,
-                        asns: s.asns[..take].iter().copied().collect(),
-                    });
+                    let take = keep.min(asns.len());
+                    out.push((kind, &asns[..take]));
                     keep -= take;
                 }
                 SegmentKind::Set => {
-                    out.push(s.clone());
+                    out.push((kind, asns));
                     keep -= 1;
                 }
-                _ => out.push(s.clone()),
+                _ => out.push((kind, asns)),
             }
         }
         out.extend(
-            as4.segments
-                .iter()
-                .filter(|s| matches!(s.kind, SegmentKind::Set | SegmentKind::Sequence))
-                .cloned(),
+            as4.segments()
+                .filter(|(kind, _)| matches!(kind, SegmentKind::Set | SegmentKind::Sequence)),
         );
-        AsPath { segments: out }
+        AsPath::from_segments(out)
+    }
+}
+
+/// As `{"segments": [{"kind": "Sequence", "asns": [...]}, ...]}`.
+impl serde::Serialize for AsPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(serde::Serialize)]
+        struct Segment<'a> {
+            kind: SegmentKind,
+            asns: &'a [u32],
+        }
+        let segs: Vec<Segment> = self
+            .segments()
+            .map(|(kind, asns)| Segment { kind, asns })
+            .collect();
+        let mut st = s.serialize_struct("AsPath", 1)?;
+        st.serialize_field("segments", &segs)?;
+        st.end()
     }
 }
 
 impl std::fmt::Display for AsPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut first = true;
-        for s in &self.segments {
+        for (kind, asns) in self.segments() {
             if !first {
                 f.write_str(" ")?;
             }
             first = false;
-            let inner = s
-                .asns
+            let inner = asns
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(" ");
-            match s.kind {
+            match kind {
                 SegmentKind::Sequence => f.write_str(&inner)?,
                 SegmentKind::Set => write!(f, "{{{inner}}}")?,
                 SegmentKind::ConfedSequence => write!(f, "({inner})")?,
@@ -663,23 +726,63 @@ mod tests {
 
     #[test]
     fn as_path_display_len_prepend() {
-        let mut p = AsPath {
-            segments: thin_vec::thin_vec![
-                AsSegment {
-                    kind: SegmentKind::Sequence,
-                    asns: thin_vec::thin_vec![65001, 65002],
-                },
-                AsSegment {
-                    kind: SegmentKind::Set,
-                    asns: thin_vec::thin_vec![1, 2, 3],
-                },
-            ],
-        };
+        let mut p = AsPath::from_segments([
+            (SegmentKind::Sequence, vec![65001, 65002]),
+            (SegmentKind::Set, vec![1, 2, 3]),
+        ]);
         assert_eq!(p.len(), 3);
         assert_eq!(p.to_string(), "65001 65002 {1 2 3}");
         p.prepend(65000, 2);
         assert_eq!(p.to_string(), "65000 65000 65001 65002 {1 2 3}");
         assert_eq!(p.first(), Some(65000));
+    }
+
+    #[test]
+    fn as_path_segments_in_one_allocation_round_trip() {
+        // Wire form (4-octet): SEQUENCE 65001 4200000001, SET {7 8}, CONFED_SEQUENCE (9).
+        let mut wire = vec![2, 2];
+        wire.extend_from_slice(&65001u32.to_be_bytes());
+        wire.extend_from_slice(&4_200_000_001u32.to_be_bytes());
+        wire.extend_from_slice(&[1, 2, 0, 0, 0, 7, 0, 0, 0, 8, 3, 1, 0, 0, 0, 9]);
+        let p = AsPath::decode(&wire, true).unwrap();
+        assert_eq!(p.to_string(), "65001 4200000001 {7 8} (9)");
+        assert_eq!(p.len(), 3, "sequence 2 + set 1, confederation 0");
+        assert_eq!(p.first(), Some(65001));
+        assert!(p.contains(8) && p.contains(9) && !p.contains(2));
+        assert!(p.needs_as4());
+        let mut out = Vec::new();
+        p.encode(true, &mut out);
+        assert_eq!(out, wire);
+        assert_eq!(
+            p,
+            AsPath::from_segments([
+                (SegmentKind::Sequence, vec![65001, 4_200_000_001]),
+                (SegmentKind::Set, vec![7, 8]),
+                (SegmentKind::ConfedSequence, vec![9]),
+            ])
+        );
+        // Segment header words are not AS numbers.
+        let small = AsPath::from_segments([(SegmentKind::Set, vec![1, 2])]);
+        assert!(!small.needs_as4() && !small.contains(0x0100_0002));
+        // Truncated, zero-length and unknown segments are refused.
+        assert!(AsPath::decode(&wire[..wire.len() - 1], true).is_none());
+        assert!(AsPath::decode(&[2, 0], true).is_none());
+        assert!(AsPath::decode(&[5, 1, 0, 1], false).is_none());
+        // Prepending before a set starts a sequence; a full sequence gets another.
+        let mut q = small.clone();
+        q.prepend(65000, 1);
+        assert_eq!(q.to_string(), "65000 {1 2}");
+        let mut long = AsPath::from_sequence((1..=255).collect());
+        long.prepend(65000, 1);
+        assert_eq!(long.segments().count(), 2);
+        assert_eq!((long.len(), long.first()), (256, Some(65000)));
+        let mut out = Vec::new();
+        long.encode(true, &mut out);
+        assert_eq!(AsPath::decode(&out, true).unwrap().len(), 256);
+        assert_eq!(
+            serde_json::to_value(&small).unwrap(),
+            serde_json::json!({"segments": [{"kind": "Set", "asns": [1, 2]}]})
+        );
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Main {
                     path_id,
                     attrs: path_attrs,
                     weight: 0,
-                    igp_cost,
+                    igp_cost: igp_cost.into(),
                     seq: 0,
                     since,
                 };
@@ -364,7 +364,7 @@ impl Main {
                 path_id: 0,
                 attrs: self.interner.intern(attrs),
                 weight: 0,
-                igp_cost: Some(0),
+                igp_cost: Some(0).into(),
                 seq: 0,
                 since: 0,
             };
@@ -905,7 +905,8 @@ impl Main {
                         if !path.is_local() {
                             path.igp_cost = resolver
                                 .as_ref()
-                                .and_then(|r| r.resolve(path.next_hop().addr()).map(|r| r.cost));
+                                .and_then(|r| r.resolve(path.next_hop().addr()).map(|r| r.cost))
+                                .into();
                         }
                     });
                     if c == Changed::Yes {

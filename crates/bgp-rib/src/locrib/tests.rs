@@ -5,7 +5,7 @@ use bgp_wire::update::NextHop;
 use bgp_wire::{AsPath, Origin, PathAttrs};
 
 use super::*;
-use crate::best::{compare, PeerInfo, Source, Step};
+use crate::best::{compare, IgpCost, PeerInfo, Source, Step};
 
 fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
     Source::Peer(Arc::new(PeerInfo {
@@ -38,7 +38,7 @@ fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
             ..a
         }),
         weight: 0,
-        igp_cost: Some(0),
+        igp_cost: Some(0).into(),
         seq: 0,
         since: 0,
     }
@@ -56,7 +56,7 @@ fn every_tie_break_step_in_order() {
     let mut cases: Vec<(Step, Path, Path)> = Vec::new();
 
     let mut unreach = ebgp("192.0.2.2", 65001);
-    unreach.igp_cost = None;
+    unreach.igp_cost = IgpCost::UNRESOLVED;
     unreach.weight = 100; // reachability comes before everything
     cases.push((Step::Reachability, base(), unreach));
 
@@ -108,7 +108,14 @@ fn every_tie_break_step_in_order() {
     cases.push((Step::EbgpOverIbgp, base(), ibgp));
 
     let mut far = ebgp("192.0.2.2", 65001);
-    far.igp_cost = Some(20);
+    far.igp_cost = Some(20).into();
+    assert_eq!(far.igp_cost.get(), Some(20));
+    assert_eq!(
+        IgpCost::from(Some(u32::MAX)).get(),
+        Some(u32::MAX - 1),
+        "clamped, still resolved"
+    );
+    assert_eq!(IgpCost::UNRESOLVED.get(), None);
     cases.push((Step::IgpCost, base(), far));
 
     let mut newer = ebgp("192.0.2.2", 65001);
@@ -245,11 +252,11 @@ fn unreachable_next_hop_makes_prefix_unusable_until_resolved() {
     let mut rib = LocRib::new(BestCfg::default());
     let p: IpNet = "198.18.0.0/24".parse().unwrap();
     let mut x = ebgp("192.0.2.1", 65001);
-    x.igp_cost = None;
+    x.igp_cost = IgpCost::UNRESOLVED;
     rib.upsert(p, x);
     assert!(rib.get(&p).unwrap().best().is_none());
     assert_eq!(
-        rib.refresh(&p, |path| path.igp_cost = Some(1)),
+        rib.refresh(&p, |path| path.igp_cost = Some(1).into()),
         Changed::Yes
     );
     assert!(rib.get(&p).unwrap().best().is_some());
@@ -308,7 +315,7 @@ fn removing_an_unselected_last_path_still_reports_a_change() {
     let mut rib = LocRib::default();
     let p: IpNet = "10.0.0.0/24".parse().unwrap();
     let mut x = ebgp("192.0.2.1", 65001);
-    x.igp_cost = None; // unresolvable: never selected
+    x.igp_cost = IgpCost::UNRESOLVED; // unresolvable: never selected
     assert_eq!(rib.upsert(p, x), Changed::No);
     assert_eq!(rib.remove(&p, "192.0.2.1", 0), Changed::Yes);
     assert_eq!(rib.prune(&[p]).len(), 1);
@@ -433,14 +440,15 @@ fn multipath_set_is_at_most_64_paths_best_first_and_the_rest_stay() {
 #[test]
 fn a_destination_with_one_path_is_small() {
     // Memory per prefix (docs/BENCHMARKS.md): the next hop lives in the
-    // interned attribute set, the selection is a bitmask, one path is inline.
+    // interned attribute set, the IGP cost is four bytes, the selection is a
+    // bitmask, one path is inline.
     assert!(
-        std::mem::size_of::<Path>() <= 48,
+        std::mem::size_of::<Path>() <= 40,
         "{}",
         std::mem::size_of::<Path>()
     );
     assert!(
-        std::mem::size_of::<Dest>() <= 72,
+        std::mem::size_of::<Dest>() <= 56,
         "{}",
         std::mem::size_of::<Dest>()
     );

@@ -233,6 +233,12 @@ impl LocRib {
             }
             None => {
                 path.seq = seq;
+                // Grown one path at a time, not doubled: ten paths take ten
+                // slots, not sixteen (scenario (b): 100k prefixes from ten
+                // peers each).
+                if d.paths.len() == d.paths.capacity() {
+                    d.paths.reserve_exact(1);
+                }
                 d.paths.push(path);
             }
         }
@@ -283,6 +289,10 @@ impl LocRib {
         }
         let before = selection(d);
         d.paths.retain(|p| !gone(p));
+        if d.paths.len() <= d.paths.capacity() / 2 {
+            // (Back inline when one is left.)
+            d.paths.shrink_to_fit();
+        }
         let c = Self::reselect(cfg, d, before);
         if d.paths.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a

@@ -94,17 +94,21 @@ pub fn route_to_pb(r: &RibEntry) -> pb::Route {
         med: a.med,
         local_pref: a.local_pref,
         communities: a.communities.iter().map(|c| community_string(*c)).collect(),
-        large_communities: a.large_communities.iter().map(|c| c.to_string()).collect(),
+        large_communities: a
+            .large_communities()
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
         ext_communities: a
-            .ext_communities
+            .ext_communities()
             .iter()
             .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>())
             .collect(),
-        originator_id: a.originator_id.map(|i| i.to_string()).unwrap_or_default(),
-        cluster_list: a.cluster_list.iter().map(|i| i.to_string()).collect(),
-        atomic_aggregate: a.atomic_aggregate,
+        originator_id: a.originator_id().map(|i| i.to_string()).unwrap_or_default(),
+        cluster_list: a.cluster_list().iter().map(|i| i.to_string()).collect(),
+        atomic_aggregate: a.atomic_aggregate(),
         aggregator: a
-            .aggregator
+            .aggregator()
             .map(|(asn, id)| format!("{asn} {id}"))
             .unwrap_or_default(),
         since: r.since,

@@ -83,7 +83,7 @@ impl Rule {
             && !self
                 .large_communities
                 .iter()
-                .any(|c| a.large_communities.contains(c))
+                .any(|c| a.large_communities().contains(c))
         {
             return false;
         }
@@ -164,8 +164,8 @@ fn apply_set(set: &Set, a: &PathAttrs, local_as: u32) -> Option<PathAttrs> {
         }
     }
     for c in &set.add_large_communities {
-        if !a.large_communities.contains(c) {
-            a.large_communities.push(*c);
+        if !a.large_communities().contains(c) {
+            a.rare_mut().large_communities.push(*c);
         }
     }
     if let Some((asn, n)) = set.prepend {

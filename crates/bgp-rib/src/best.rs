@@ -145,7 +145,7 @@ impl Path {
     }
     /// Router id for the tie-break: ORIGINATOR_ID when reflected (RFC 4456 §9).
     pub fn router_id(&self) -> u32 {
-        match (&self.attrs.originator_id, &self.source) {
+        match (&self.attrs.originator_id(), &self.source) {
             (Some(o), _) => u32::from(*o),
             (None, Source::Peer(p)) => u32::from(p.router_id),
             (None, Source::Local) => 0,
@@ -229,7 +229,10 @@ pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
         (Step::RouterId, a.router_id().cmp(&b.router_id())),
         (
             Step::ClusterListLength,
-            a.attrs.cluster_list.len().cmp(&b.attrs.cluster_list.len()),
+            a.attrs
+                .cluster_list()
+                .len()
+                .cmp(&b.attrs.cluster_list().len()),
         ),
         (
             Step::PeerAddress,

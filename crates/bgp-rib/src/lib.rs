@@ -45,8 +45,10 @@ impl std::fmt::Debug for Interner {
 }
 
 impl Interner {
-    pub fn intern(&mut self, a: PathAttrs) -> Arc<PathAttrs> {
+    pub fn intern(&mut self, mut a: PathAttrs) -> Arc<PathAttrs> {
         use std::hash::BuildHasher;
+        // Equal sets in one form (rare attributes all absent = none).
+        a.normalize();
         let h = self.hasher.hash_one(&a);
         if let Some((_, x)) = self.set.find(h, |(xh, x)| *xh == h && **x == a) {
             return x.clone();
@@ -327,6 +329,30 @@ mod tests {
             next_hop: Some("192.0.2.1".parse().unwrap()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn interning_finds_sets_equal_whether_rare_attributes_were_touched_or_not() {
+        let mut i = Interner::default();
+        let plain = i.intern(attrs(1));
+        let mut touched = attrs(1);
+        touched
+            .rare_mut()
+            .cluster_list
+            .push("192.0.2.8".parse().unwrap());
+        touched.rare_mut().cluster_list.clear();
+        assert!(touched.rare.is_some());
+        assert!(Arc::ptr_eq(&plain, &i.intern(touched)), "one set, not two");
+        let mut rr = attrs(1);
+        rr.rare_mut().originator_id = Some("192.0.2.9".parse().unwrap());
+        let rr = i.intern(rr);
+        assert!(!Arc::ptr_eq(&plain, &rr));
+        assert_eq!(rr.originator_id(), Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(
+            (plain.originator_id(), plain.cluster_list().len()),
+            (None, 0)
+        );
+        assert_eq!(i.len(), 2);
     }
 
     #[test]

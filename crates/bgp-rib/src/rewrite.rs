@@ -41,17 +41,22 @@ impl Rewrite {
             Rewrite::AsIs => {}
             Rewrite::Ibgp { reflect } => {
                 if let Some((originator, cluster)) = reflect {
-                    if a.originator_id.is_none() {
-                        a.originator_id = Some(originator);
+                    let r = a.rare_mut();
+                    if r.originator_id.is_none() {
+                        r.originator_id = Some(originator);
                     }
-                    a.cluster_list.insert(0, cluster);
+                    r.cluster_list.insert(0, cluster);
                 }
                 a.local_pref = Some(a.local_pref.unwrap_or(100));
             }
             Rewrite::Ebgp { asn, keep_med } => {
                 a.local_pref = None;
-                a.originator_id = None;
-                a.cluster_list.clear();
+                if a.originator_id().is_some() || !a.cluster_list().is_empty() {
+                    let r = a.rare_mut();
+                    r.originator_id = None;
+                    r.cluster_list.clear();
+                    a.normalize();
+                }
                 if !keep_med {
                     a.med = None;
                 }
@@ -76,9 +81,12 @@ mod tests {
             next_hop: Some("192.0.2.1".parse().unwrap()),
             med: Some(5),
             local_pref: Some(200),
-            originator_id: Some("192.0.2.9".parse().unwrap()),
-            cluster_list: bgp_wire::thin_vec!["192.0.2.8".parse().unwrap()],
             communities: bgp_wire::thin_vec![0xfde8_0001],
+            rare: Some(Box::new(bgp_wire::RareAttrs {
+                originator_id: Some("192.0.2.9".parse().unwrap()),
+                cluster_list: bgp_wire::thin_vec!["192.0.2.8".parse().unwrap()],
+                ..Default::default()
+            })),
             ..Default::default()
         }
     }
@@ -96,10 +104,11 @@ mod tests {
             Some(AsPath::from_sequence(vec![64512, 65001, 65002]))
         );
         assert_eq!(
-            (out.local_pref, out.med, out.originator_id, out.next_hop),
+            (out.local_pref, out.med, out.originator_id(), out.next_hop),
             (None, None, None, None)
         );
-        assert!(out.cluster_list.is_empty());
+        assert!(out.cluster_list().is_empty());
+        assert!(out.rare.is_none(), "nothing rare left: none kept");
         assert_eq!(out.communities, a.communities, "communities are kept");
         let ours = Rewrite::Ebgp {
             asn: 64512,
@@ -122,22 +131,23 @@ mod tests {
         let plain = Rewrite::Ibgp { reflect: None }.apply(&a);
         assert_eq!(plain.local_pref, Some(100));
         assert_eq!(plain.as_path, a.as_path, "no prepend inside the AS");
-        assert_eq!(plain.cluster_list, a.cluster_list);
+        assert_eq!(plain.cluster_list(), a.cluster_list());
         let (orig, cluster) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
         let r = Rewrite::Ibgp {
             reflect: Some((orig, cluster)),
         };
         let out = r.apply(&a);
         assert_eq!(
-            out.originator_id, a.originator_id,
+            out.originator_id(),
+            a.originator_id(),
             "an ORIGINATOR_ID already set is kept"
         );
         assert_eq!(
-            out.cluster_list,
+            out.cluster_list(),
             vec![cluster, "192.0.2.8".parse().unwrap()]
         );
         let out = r.apply(&PathAttrs::default());
-        assert_eq!(out.originator_id, Some(orig));
+        assert_eq!(out.originator_id(), Some(orig));
         assert_eq!(Rewrite::AsIs.apply(&a).next_hop, None);
         let with_hop = PathAttrs {
             route_next_hop: Some(bgp_wire::update::NextHop::V4("192.0.2.1".parse().unwrap())),

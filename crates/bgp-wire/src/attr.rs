@@ -350,20 +350,89 @@ pub struct PathAttrs {
     pub next_hop: Option<Ipv4Addr>,
     pub med: Option<u32>,
     pub local_pref: Option<u32>,
-    pub atomic_aggregate: bool,
-    pub aggregator: Option<(u32, Ipv4Addr)>,
     pub communities: ThinVec<u32>,
-    pub originator_id: Option<Ipv4Addr>,
-    pub cluster_list: ThinVec<Ipv4Addr>,
-    pub ext_communities: ThinVec<[u8; 8]>,
-    pub large_communities: ThinVec<LargeCommunity>,
-    pub unknown: ThinVec<RawAttr>,
+    /// The attributes most routes do not have, behind one pointer (a table
+    /// has hundreds of thousands of sets): `None` when all are absent. Read
+    /// with the accessors ([`PathAttrs::cluster_list`] ...), changed with
+    /// [`PathAttrs::rare_mut`].
+    #[serde(flatten)]
+    pub rare: Option<Box<RareAttrs>>,
     /// Not an attribute: the next hop of the routes that share this set in
     /// a RIB (whatever the family; classic or MP_REACH). A RIB interns a set
     /// together with its routes' next hop, so that a path needs no next hop
     /// of its own. Never encoded, and `None` when decoded.
     #[serde(skip)]
     pub route_next_hop: Option<crate::update::NextHop>,
+}
+
+/// The attributes of a [`PathAttrs`] that most routes do not have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RareAttrs {
+    pub atomic_aggregate: bool,
+    pub aggregator: Option<(u32, Ipv4Addr)>,
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list: ThinVec<Ipv4Addr>,
+    pub ext_communities: ThinVec<[u8; 8]>,
+    pub large_communities: ThinVec<LargeCommunity>,
+    pub unknown: ThinVec<RawAttr>,
+}
+
+static NO_RARE: RareAttrs = RareAttrs {
+    atomic_aggregate: false,
+    aggregator: None,
+    originator_id: None,
+    cluster_list: ThinVec::new(),
+    ext_communities: ThinVec::new(),
+    large_communities: ThinVec::new(),
+    unknown: ThinVec::new(),
+};
+
+impl PathAttrs {
+    /// The rare attributes (all absent when there are none).
+    pub fn rare(&self) -> &RareAttrs {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The rare attributes, to change (allocated if there were none).
+    /// [`PathAttrs::normalize`] drops them again if they end up all absent.
+    pub fn rare_mut(&mut self) -> &mut RareAttrs {
+        self.rare.get_or_insert_default()
+    }
+
+    /// Replace the rare attributes (none kept if all are absent).
+    pub fn set_rare(&mut self, r: RareAttrs) {
+        self.rare = (r != NO_RARE).then(|| Box::new(r));
+    }
+
+    /// One form for equal sets (so that interning finds them equal): rare
+    /// attributes all absent are none.
+    pub fn normalize(&mut self) {
+        if self.rare.as_deref() == Some(&NO_RARE) {
+            self.rare = None;
+        }
+    }
+
+    pub fn atomic_aggregate(&self) -> bool {
+        self.rare().atomic_aggregate
+    }
+    pub fn aggregator(&self) -> Option<(u32, Ipv4Addr)> {
+        self.rare().aggregator
+    }
+    pub fn originator_id(&self) -> Option<Ipv4Addr> {
+        self.rare().originator_id
+    }
+    pub fn cluster_list(&self) -> &[Ipv4Addr] {
+        &self.rare().cluster_list
+    }
+    pub fn ext_communities(&self) -> &[[u8; 8]] {
+        &self.rare().ext_communities
+    }
+    pub fn large_communities(&self) -> &[LargeCommunity] {
+        &self.rare().large_communities
+    }
+    pub fn unknown(&self) -> &[RawAttr] {
+        &self.rare().unknown
+    }
 }
 
 /// Format a standard community as `ASN:VALUE`, with the RFC 1997 well-known names.
@@ -398,6 +467,7 @@ fn expected_flags(code: u8) -> Option<u8> {
 pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification> {
     let mut r = Reader::new(buf);
     let mut a = PathAttrs::default();
+    let mut rare = RareAttrs::default();
     let mut repair = Repair::None;
     let mut seen = [false; 256];
     let (mut mp_reach, mut mp_unreach) = (None, None);
@@ -481,7 +551,7 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
             },
             ATOMIC_AGGREGATE => {
                 if v.is_empty() {
-                    a.atomic_aggregate = true
+                    rare.atomic_aggregate = true
                 } else {
                     repair.discard(code)
                 }
@@ -496,7 +566,7 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
                     } else {
                         rv.u16().unwrap_or(0) as u32
                     };
-                    a.aggregator = rv.ipv4().ok().map(|id| (asn, id));
+                    rare.aggregator = rv.ipv4().ok().map(|id| (asn, id));
                 }
             }
             COMMUNITIES => {
@@ -510,14 +580,14 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
                 }
             }
             ORIGINATOR_ID => match rv.ipv4() {
-                Ok(id) if v.len() == 4 => a.originator_id = Some(id),
+                Ok(id) if v.len() == 4 => rare.originator_id = Some(id),
                 _ => repair.withdraw(format!("ORIGINATOR_ID length {}", v.len())),
             },
             CLUSTER_LIST => {
                 if v.is_empty() || v.len() % 4 != 0 {
                     repair.withdraw(format!("CLUSTER_LIST length {}", v.len()));
                 } else {
-                    a.cluster_list = v
+                    rare.cluster_list = v
                         .chunks_exact(4)
                         .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
                         .collect();
@@ -529,7 +599,7 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
                 if v.is_empty() || v.len() % 8 != 0 {
                     repair.withdraw(format!("EXTENDED_COMMUNITIES length {}", v.len()));
                 } else {
-                    a.ext_communities = v
+                    rare.ext_communities = v
                         .chunks_exact(8)
                         .map(|c| c.try_into().unwrap_or([0; 8]))
                         .collect();
@@ -558,7 +628,7 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
                 if v.is_empty() || v.len() % 12 != 0 {
                     repair.withdraw(format!("LARGE_COMMUNITY length {}", v.len()));
                 } else {
-                    a.large_communities = v
+                    rare.large_communities = v
                         .chunks_exact(12)
                         .map(|c| LargeCommunity {
                             global: u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
@@ -581,7 +651,7 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
                 }
                 if flags & FLAG_TRANSITIVE != 0 {
                     // Passed on with the Partial bit set (RFC 4271 §5).
-                    a.unknown.push(RawAttr {
+                    rare.unknown.push(RawAttr {
                         flags: flags | FLAG_PARTIAL,
                         code,
                         value: v.to_vec(),
@@ -592,13 +662,13 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
     }
 
     // RFC 6793 §4.2.3: AS4 attributes only count when AGGREGATOR says AS_TRANS (or is absent).
-    let aggregator_trans = a
+    let aggregator_trans = rare
         .aggregator
         .map(|(asn, _)| asn == AS_TRANS as u32)
         .unwrap_or(true);
     if let Some(agg4) = as4_aggregator {
-        if a.aggregator.is_some() && aggregator_trans {
-            a.aggregator = Some(agg4);
+        if rare.aggregator.is_some() && aggregator_trans {
+            rare.aggregator = Some(agg4);
         }
     }
     if let (Some(as4), Some(path)) = (as4_path, a.as_path.as_ref()) {
@@ -606,6 +676,7 @@ pub(crate) fn decode_attrs(buf: &[u8], ctx: &Ctx) -> Result<Parsed, Notification
             a.as_path = Some(path.merge_as4(&as4));
         }
     }
+    a.set_rare(rare);
     Ok(Parsed {
         attrs: a,
         mp_reach,
@@ -631,6 +702,7 @@ fn put_attr(out: &mut Vec<u8>, flags: u8, code: u8, v: &[u8]) {
 /// MP_UNREACH value, already encoded) in its place.
 pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, out: &mut Vec<u8>) {
     let mut v = Vec::with_capacity(64);
+    let r = a.rare();
     if let Some(o) = a.origin {
         put_attr(out, FLAG_TRANSITIVE, ORIGIN, &[o as u8]);
     }
@@ -648,10 +720,10 @@ pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, ou
     if let Some(lp) = a.local_pref {
         put_attr(out, FLAG_TRANSITIVE, LOCAL_PREF, &lp.to_be_bytes());
     }
-    if a.atomic_aggregate {
+    if r.atomic_aggregate {
         put_attr(out, FLAG_TRANSITIVE, ATOMIC_AGGREGATE, &[]);
     }
-    if let Some((asn, id)) = a.aggregator {
+    if let Some((asn, id)) = r.aggregator {
         v.clear();
         if ctx.four_octet_as {
             v.extend_from_slice(&asn.to_be_bytes());
@@ -668,12 +740,12 @@ pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, ou
             .for_each(|c| v.extend_from_slice(&c.to_be_bytes()));
         put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, COMMUNITIES, &v);
     }
-    if let Some(id) = a.originator_id {
+    if let Some(id) = r.originator_id {
         put_attr(out, FLAG_OPTIONAL, ORIGINATOR_ID, &id.octets());
     }
-    if !a.cluster_list.is_empty() {
+    if !r.cluster_list.is_empty() {
         v.clear();
-        a.cluster_list
+        r.cluster_list
             .iter()
             .for_each(|c| v.extend_from_slice(&c.octets()));
         put_attr(out, FLAG_OPTIONAL, CLUSTER_LIST, &v);
@@ -681,9 +753,9 @@ pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, ou
     if let Some((code, val)) = mp {
         put_attr(out, FLAG_OPTIONAL, code, val);
     }
-    if !a.ext_communities.is_empty() {
+    if !r.ext_communities.is_empty() {
         v.clear();
-        a.ext_communities
+        r.ext_communities
             .iter()
             .for_each(|c| v.extend_from_slice(c));
         put_attr(
@@ -699,23 +771,23 @@ pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, ou
             p.encode(true, &mut v);
             put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, AS4_PATH, &v);
         }
-        if let Some((asn, id)) = a.aggregator.filter(|(asn, _)| *asn > 0xffff) {
+        if let Some((asn, id)) = r.aggregator.filter(|(asn, _)| *asn > 0xffff) {
             v.clear();
             v.extend_from_slice(&asn.to_be_bytes());
             v.extend_from_slice(&id.octets());
             put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, AS4_AGGREGATOR, &v);
         }
     }
-    if !a.large_communities.is_empty() {
+    if !r.large_communities.is_empty() {
         v.clear();
-        for c in &a.large_communities {
+        for c in &r.large_communities {
             v.extend_from_slice(&c.global.to_be_bytes());
             v.extend_from_slice(&c.local1.to_be_bytes());
             v.extend_from_slice(&c.local2.to_be_bytes());
         }
         put_attr(out, FLAG_OPTIONAL | FLAG_TRANSITIVE, LARGE_COMMUNITY, &v);
     }
-    for u in &a.unknown {
+    for u in &r.unknown {
         put_attr(out, u.flags, u.code, &u.value);
     }
 }

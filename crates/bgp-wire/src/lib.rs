@@ -23,7 +23,7 @@ pub mod notification;
 pub mod open;
 pub mod update;
 
-pub use attr::{AsPath, LargeCommunity, Origin, PathAttrs, SegmentKind, ThinVec};
+pub use attr::{AsPath, LargeCommunity, Origin, PathAttrs, RareAttrs, SegmentKind, ThinVec};
 pub use message::{frame_len, Message, RouteRefresh, HEADER_LEN, MAX_LEN, MAX_LEN_EXTENDED};
 pub use notification::Notification;
 pub use open::{AddPathMode, Capability, Open};

@@ -64,11 +64,11 @@ fn gobgp_open_and_updates() {
     assert_eq!(u4.attrs.next_hop.unwrap().to_string(), "192.0.2.1");
     assert_eq!(u4.attrs.med, Some(10));
     assert_eq!(
-        u4.attrs.aggregator,
+        u4.attrs.aggregator(),
         Some((4_200_000_001, "192.0.2.9".parse().unwrap()))
     );
     assert_eq!(u4.attrs.communities, vec![(65003 << 16) | 8, 0xFFFF_FF01]);
-    assert_eq!(u4.attrs.large_communities[0].to_string(), "65003:8:8");
+    assert_eq!(u4.attrs.large_communities()[0].to_string(), "65003:8:8");
 
     let u6 = update(&v[3].1);
     let mp = u6.mp_reach.as_ref().unwrap();
@@ -99,7 +99,7 @@ fn bird_open_updates_and_end_of_rib() {
         "65002 4200000002"
     );
     assert_eq!(u4.attrs.communities, vec![(65002 << 16) | 5]);
-    assert_eq!(u4.attrs.large_communities[0].to_string(), "65002:5:5");
+    assert_eq!(u4.attrs.large_communities()[0].to_string(), "65002:5:5");
 
     let eor: Vec<Family> = v
         .iter()

@@ -98,7 +98,7 @@ pub fn export(prefix: &IpNet, best: &Path, to: &Target, global: &GlobalCfg) -> O
                         return None;
                     }
                     // Never reflect a route back to the router that originated it.
-                    if best.attrs.originator_id == Some(to.neg.peer_id) {
+                    if best.attrs.originator_id() == Some(to.neg.peer_id) {
                         return None;
                     }
                     reflect = Some((src.router_id, cluster));

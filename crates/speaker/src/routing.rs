@@ -64,11 +64,11 @@ impl Main {
         if attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)) {
             return Some("AS path contains our AS");
         }
-        if attrs.originator_id == Some(g.router_id) {
+        if attrs.originator_id() == Some(g.router_id) {
             return Some("ORIGINATOR_ID is our router id");
         }
         if g.cluster_id
-            .is_some_and(|c| attrs.cluster_list.contains(&c))
+            .is_some_and(|c| attrs.cluster_list().contains(&c))
         {
             return Some("CLUSTER_LIST contains our cluster id");
         }
@@ -351,14 +351,17 @@ impl Main {
                     link_local: None,
                 },
             };
-            let attrs = PathAttrs {
+            let mut attrs = PathAttrs {
                 origin: Some(Origin::Igp),
                 as_path: Some(AsPath::default()),
                 communities: communities.into(),
-                large_communities: large.into(),
                 route_next_hop: Some(unspecified),
                 ..Default::default()
             };
+            attrs.set_rare(bgp_wire::RareAttrs {
+                large_communities: large.into(),
+                ..Default::default()
+            });
             let path = Path {
                 source: Source::Local,
                 path_id: 0,

@@ -136,17 +136,23 @@ fn every_tie_break_step_in_order() {
 
     let mut c1 = i1.clone();
     c1.attrs = Arc::new(PathAttrs {
-        originator_id: Some("198.18.0.1".parse().unwrap()),
-        cluster_list: bgp_wire::thin_vec!["198.18.9.9".parse().unwrap()],
+        rare: Some(Box::new(bgp_wire::RareAttrs {
+            originator_id: Some("198.18.0.1".parse().unwrap()),
+            cluster_list: bgp_wire::thin_vec!["198.18.9.9".parse().unwrap()],
+            ..Default::default()
+        })),
         ..attrs(&[])
     });
     let mut c2 = i2.clone();
     c2.attrs = Arc::new(PathAttrs {
-        originator_id: Some("198.18.0.1".parse().unwrap()),
-        cluster_list: bgp_wire::thin_vec![
-            "198.18.9.9".parse().unwrap(),
-            "198.18.9.8".parse().unwrap()
-        ],
+        rare: Some(Box::new(bgp_wire::RareAttrs {
+            originator_id: Some("198.18.0.1".parse().unwrap()),
+            cluster_list: bgp_wire::thin_vec![
+                "198.18.9.9".parse().unwrap(),
+                "198.18.9.8".parse().unwrap()
+            ],
+            ..Default::default()
+        })),
         ..attrs(&[])
     });
     cases.push((Step::ClusterListLength, c1, c2));

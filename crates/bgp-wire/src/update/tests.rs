@@ -1,5 +1,5 @@
 use super::*;
-use crate::attr::{AsPath, LargeCommunity, Origin, RawAttr};
+use crate::attr::{AsPath, LargeCommunity, Origin, RareAttrs, RawAttr};
 use crate::{Message, Repair};
 
 fn v4(s: &str) -> Nlri {
@@ -13,22 +13,24 @@ fn full_attrs() -> PathAttrs {
         next_hop: Some("192.0.2.1".parse().unwrap()),
         med: Some(10),
         local_pref: Some(200),
-        atomic_aggregate: true,
-        aggregator: Some((4_200_000_001, "192.0.2.9".parse().unwrap())),
         communities: thin_vec::thin_vec![(65535 << 16) | 120],
-        originator_id: Some("192.0.2.7".parse().unwrap()),
-        cluster_list: thin_vec::thin_vec!["192.0.2.8".parse().unwrap()],
-        ext_communities: thin_vec::thin_vec![[0, 2, 0xfd, 0xe9, 0, 0, 0, 1]],
-        large_communities: thin_vec::thin_vec![LargeCommunity {
-            global: 65535,
-            local1: 300,
-            local2: 100,
-        }],
-        unknown: thin_vec::thin_vec![RawAttr {
-            flags: 0xe0,
-            code: 99,
-            value: vec![1, 2, 3],
-        }],
+        rare: Some(Box::new(RareAttrs {
+            atomic_aggregate: true,
+            aggregator: Some((4_200_000_001, "192.0.2.9".parse().unwrap())),
+            originator_id: Some("192.0.2.7".parse().unwrap()),
+            cluster_list: thin_vec::thin_vec!["192.0.2.8".parse().unwrap()],
+            ext_communities: thin_vec::thin_vec![[0, 2, 0xfd, 0xe9, 0, 0, 0, 1]],
+            large_communities: thin_vec::thin_vec![LargeCommunity {
+                global: 65535,
+                local1: 300,
+                local2: 100,
+            }],
+            unknown: thin_vec::thin_vec![RawAttr {
+                flags: 0xe0,
+                code: 99,
+                value: vec![1, 2, 3],
+            }],
+        })),
         route_next_hop: None,
     }
 }
@@ -273,7 +275,8 @@ fn malformed_aggregator_is_attribute_discard() {
     ))
     .unwrap();
     assert_eq!(u.repair, Repair::AttributeDiscard(vec![7]));
-    assert_eq!(u.attrs.aggregator, None);
+    assert_eq!(u.attrs.aggregator(), None);
+    assert!(u.attrs.rare.is_none(), "nothing rare left: none kept");
     assert_eq!(u.announcements().count(), 1);
 }
 
@@ -348,7 +351,7 @@ fn unknown_attributes() {
     ))
     .unwrap();
     assert_eq!(
-        u.attrs.unknown,
+        u.attrs.unknown(),
         vec![RawAttr {
             flags: 0xe0,
             code: 99,

@@ -53,7 +53,7 @@ pub struct Outcome {
 /// sent; lookups and listings do not show it.
 #[derive(Default)]
 pub struct LocRib {
-    v4: hashbrown::HashMap<Ipv4Net, u32>,
+    v4: V4Index,
     v6: hashbrown::HashMap<Ipv6Net, u32>,
     /// By id; the slot of a pruned id is empty until the id is reused.
     dests: Vec<Dest>,
@@ -63,6 +63,78 @@ pub struct LocRib {
     free_ids: Vec<u32>,
     /// Destinations with no path, not yet pruned.
     empty: usize,
+}
+
+/// The most destinations a Loc-RIB holds (ids fit in 26 bits, so that an
+/// IPv4 index entry is one `u64`); past it, new prefixes are not taken.
+pub const MAX_DESTS: usize = 1 << ID_BITS;
+const ID_BITS: u32 = 26;
+
+/// IPv4 prefix -> destination id, each entry one `u64`: address (32 bits),
+/// length (6), id (26). 9 bytes a bucket with hashbrown's control byte, 13
+/// for `(Ipv4Net, u32)` (1M prefixes: 19 MiB instead of 27).
+#[derive(Default)]
+struct V4Index {
+    t: hashbrown::HashTable<u64>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl V4Index {
+    fn key(p: &Ipv4Net) -> u64 {
+        (u64::from(u32::from(p.addr())) << 6) | u64::from(p.prefix_len())
+    }
+    fn hash(&self, k: u64) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(k)
+    }
+    fn get(&self, p: &Ipv4Net) -> Option<u32> {
+        let k = Self::key(p);
+        self.t
+            .find(self.hash(k), |e| e >> ID_BITS == k)
+            .map(|e| (e & ((1 << ID_BITS) - 1)) as u32)
+    }
+    /// The id of `p`, or a new one from `new` (none: `p` is not added).
+    fn get_or_insert_with(
+        &mut self,
+        p: &Ipv4Net,
+        new: impl FnOnce() -> Option<u32>,
+    ) -> Option<u32> {
+        let k = Self::key(p);
+        let h = self.hash(k);
+        if let Some(e) = self.t.find(h, |e| e >> ID_BITS == k) {
+            return Some((e & ((1 << ID_BITS) - 1)) as u32);
+        }
+        let id = new()?;
+        let hasher = &self.hasher;
+        self.t
+            .insert_unique(h, (k << ID_BITS) | u64::from(id), |e| {
+                use std::hash::BuildHasher;
+                hasher.hash_one(e >> ID_BITS)
+            });
+        Some(id)
+    }
+    /// Remove `p` if it names destination `id`.
+    fn remove_if(&mut self, p: &Ipv4Net, id: u32) -> bool {
+        let e = (Self::key(p) << ID_BITS) | u64::from(id);
+        match self.t.find_entry(self.hash(e >> ID_BITS), |x| *x == e) {
+            Ok(o) => {
+                o.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = (Ipv4Net, u32)> + '_ {
+        self.t.iter().map(|e| {
+            let k = e >> ID_BITS;
+            let addr = std::net::Ipv4Addr::from((k >> 6) as u32);
+            let net = Ipv4Net::new(addr, (k & 63) as u8).unwrap_or_default();
+            (net, (e & ((1 << ID_BITS) - 1)) as u32)
+        })
+    }
+    fn len(&self) -> usize {
+        self.t.len()
+    }
 }
 
 /// One multipath entry as compared: source (by identity), path id, next hop
@@ -112,7 +184,7 @@ impl LocRib {
 
     fn id_any(&self, prefix: &IpNet) -> Option<u32> {
         match prefix {
-            IpNet::V4(p) => self.v4.get(p).copied(),
+            IpNet::V4(p) => self.v4.get(p),
             IpNet::V6(p) => self.v6.get(p).copied(),
         }
     }
@@ -157,7 +229,7 @@ impl LocRib {
             // Only a live destination of that prefix (one probe; a repeated
             // entry finds it gone).
             let live = match prefix {
-                IpNet::V4(p) => remove_if(&mut self.v4, p, *id),
+                IpNet::V4(p) => self.v4.remove_if(p, *id),
                 IpNet::V6(p) => remove_if(&mut self.v6, p, *id),
             };
             if !live {
@@ -196,15 +268,31 @@ impl LocRib {
         let (free_ids, dests) = (&mut self.free_ids, &mut self.dests);
         let mut created = false;
         let mut new_id = || {
+            if let Some(id) = free_ids.pop() {
+                created = true;
+                return Some(id);
+            }
+            if dests.len() >= MAX_DESTS {
+                return None;
+            }
             created = true;
-            free_ids.pop().unwrap_or_else(|| {
-                dests.push(Dest::default());
-                dests.len() as u32 - 1
-            })
+            dests.push(Dest::default());
+            Some(dests.len() as u32 - 1)
         };
-        let id = *match prefix {
-            IpNet::V4(p) => self.v4.entry(p).or_insert_with(&mut new_id),
-            IpNet::V6(p) => self.v6.entry(p).or_insert_with(&mut new_id),
+        let id = match prefix {
+            IpNet::V4(p) => self.v4.get_or_insert_with(&p, new_id),
+            IpNet::V6(p) => match self.v6.entry(p) {
+                hashbrown::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                hashbrown::hash_map::Entry::Vacant(e) => new_id().map(|id| *e.insert(id)),
+            },
+        };
+        let Some(id) = id else {
+            // Full: the prefix is not taken.
+            return Outcome {
+                changed: Changed::No,
+                id: None,
+                had: false,
+            };
         };
         let d = &mut self.dests[id as usize];
         if !created && d.paths.is_empty() {
@@ -312,7 +400,7 @@ impl LocRib {
         let named = self
             .v4
             .iter()
-            .map(|(p, id)| (IpNet::V4(*p), *id))
+            .map(|(p, id)| (IpNet::V4(p), id))
             .chain(self.v6.iter().map(|(p, id)| (IpNet::V6(*p), *id)));
         for (prefix, id) in named {
             let d = &mut self.dests[id as usize];
@@ -360,7 +448,7 @@ impl LocRib {
         let d = &self.dests;
         self.v4
             .iter()
-            .map(|(p, id)| (IpNet::V4(*p), *id, &d[*id as usize]))
+            .map(|(p, id)| (IpNet::V4(p), id, &d[id as usize]))
             .chain(
                 self.v6
                     .iter()

@@ -223,7 +223,24 @@ impl Main {
                     seq: 0,
                     since,
                 };
-                loc.upsert_id(prefix, path)
+                let o = loc.upsert_id(prefix, path);
+                if o.id.is_none() {
+                    // The Loc-RIB is full (bgp_rib::locrib::MAX_DESTS): the
+                    // route is kept as received only.
+                    p.rib_in.hold(
+                        k,
+                        Route {
+                            attrs: attrs.clone(),
+                            since,
+                        },
+                    );
+                    static WARNED: std::sync::atomic::AtomicBool =
+                        std::sync::atomic::AtomicBool::new(false);
+                    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        warn!(peer = %key, %prefix, max = bgp_rib::locrib::MAX_DESTS, "Loc-RIB full: new prefixes are not taken (set maxPrefixes on the peers)");
+                    }
+                }
+                o
             }
         };
         if !(was_held || o.had) {

@@ -459,3 +459,50 @@ fn a_destination_with_one_path_is_small() {
         std::mem::size_of::<Dest>()
     );
 }
+
+#[test]
+fn the_ipv4_index_packs_prefix_and_id_in_one_word() {
+    let mut ix = V4Index::default();
+    let p = |s: &str| -> Ipv4Net { s.parse().unwrap() };
+    let top = (MAX_DESTS - 1) as u32;
+    let cases = [
+        (p("0.0.0.0/0"), 0),
+        (p("255.255.255.255/32"), top),
+        (p("10.0.0.0/8"), 7),
+        (p("10.0.0.0/9"), 8),
+        (p("10.0.0.0/24"), top - 1),
+    ];
+    for (net, id) in cases {
+        assert_eq!(ix.get_or_insert_with(&net, || Some(id)), Some(id));
+    }
+    for (net, id) in cases {
+        assert_eq!(ix.get(&net), Some(id), "{net}");
+        assert_eq!(
+            ix.get_or_insert_with(&net, || panic!("present: not new")),
+            Some(id)
+        );
+    }
+    assert_eq!(
+        ix.get(&p("10.0.0.0/10")),
+        None,
+        "same address, other length"
+    );
+    assert_eq!(
+        ix.get_or_insert_with(&p("10.0.0.0/10"), || None),
+        None,
+        "none given: not added"
+    );
+    assert_eq!(ix.len(), 5);
+    let mut all: Vec<(Ipv4Net, u32)> = ix.iter().collect();
+    all.sort();
+    let mut want = cases.to_vec();
+    want.sort();
+    assert_eq!(all, want);
+    assert!(!ix.remove_if(&p("10.0.0.0/8"), 8), "another id: kept");
+    assert!(ix.remove_if(&p("10.0.0.0/8"), 7));
+    assert_eq!(
+        (ix.get(&p("10.0.0.0/8")), ix.get(&p("10.0.0.0/9"))),
+        (None, Some(8))
+    );
+    assert_eq!(ix.len(), 4);
+}

@@ -3,15 +3,18 @@
 //! sans-IO [`Connection`] FSM driving each.
 //!
 //! ```text
-//!   main loop ──PeerCmd──▶ peer task ──PeerEvent──▶ main loop
-//!                            │  ▲
-//!              Bytes (bounded)│  │ConnEvent (unbounded: frames, closes, connect results)
-//!                            ▼  │
-//!                  writer task  reader task   (one pair per TCP connection)
+//!   main loop ──PeerCmd, Outbox──▶ peer task ──PeerEvent──▶ main loop
+//!                                    │  ▲
+//!  Bytes (counted, never waited on)  │  │ ConnEvent (frames within a read window,
+//!                                    ▼  │ closes, connect results)
+//!                          writer task  reader task   (one pair per TCP connection)
 //! ```
 //! The reader only frames bytes; decoding happens here with the context the
-//! session negotiated. Reads never wait on writes, so two speakers pushing
-//! full tables at each other cannot deadlock.
+//! session negotiated. The peer task never waits on a write, so it always
+//! reads on and two speakers pushing full tables at each other cannot
+//! deadlock; while a connection has more than [`WRITE_LIMIT`] bytes not yet
+//! written, the peer task leaves the outbox alone, so what a peer that does
+//! not read is sent waits there, where the main loop sees it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -178,11 +181,34 @@ enum ConnEvent {
     Closed(u64, String),
 }
 
+/// Bytes handed to a connection's writer and not yet written.
+#[derive(Default)]
+struct WriteQueue {
+    bytes: std::sync::atomic::AtomicUsize,
+    /// A write finished.
+    wrote: tokio::sync::Notify,
+}
+
+impl Conn {
+    /// Hand bytes to the writer (never waits), counting them.
+    fn send(&self, b: Bytes) {
+        self.wq
+            .bytes
+            .fetch_add(b.len(), std::sync::atomic::Ordering::Relaxed);
+        let _ = self.tx.send(b);
+    }
+}
+
+/// Bytes a connection may have waiting for its writer before the peer task
+/// stops taking from the outbox.
+const WRITE_LIMIT: usize = 4 << 20;
+
 struct Conn {
     id: u64,
     outbound: bool,
     fsm: Connection,
     tx: mpsc::UnboundedSender<Bytes>,
+    wq: Arc<WriteQueue>,
     reader: JoinHandle<()>,
     local: SocketAddr,
     remote: SocketAddr,
@@ -293,11 +319,18 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
     }
 }
 
-async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+async fn writer(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    wq: Arc<WriteQueue>,
+) {
     while let Some(b) = rx.recv().await {
         if w.write_all(&b).await.is_err() {
             return;
         }
+        wq.bytes
+            .fetch_sub(b.len(), std::sync::atomic::Ordering::Relaxed);
+        wq.wrote.notify_one();
     }
     let _ = w.shutdown().await;
 }
@@ -420,7 +453,21 @@ impl Peer {
                         .filter(|_| run.conns.is_empty() && !run.connecting),
                 )
                 .min();
+            // The session's writer backlog: past WRITE_LIMIT the outbox waits.
+            let wq = run
+                .established
+                .and_then(|id| run.conns.iter().find(|c| c.id == id))
+                .map(|c| c.wq.clone());
+            let blocked = wq
+                .as_ref()
+                .is_some_and(|q| q.bytes.load(std::sync::atomic::Ordering::Relaxed) >= WRITE_LIMIT);
             tokio::select! {
+                _ = async {
+                    match &wq {
+                        Some(q) => q.wrote.notified().await,
+                        None => std::future::pending().await,
+                    }
+                }, if blocked => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     let now = Instant::now();
                     if run.conns.is_empty() && !run.connecting && run.retry_at.is_some_and(|t| t <= now) {
@@ -450,14 +497,14 @@ impl Peer {
                     }
                     Some(PeerCmd::Incoming(c)) => self.incoming(&mut run, c.0, c.1).await,
                 },
-                _ = self.outbox.ready.notified() => {
+                _ = self.outbox.ready.notified(), if !blocked => {
                     let (gen, bytes, updates) = self.outbox.take();
                     if gen != run.gen || bytes.is_empty() {
                         continue;
                     }
                     if let Some(c) = run.established.and_then(|id| run.conns.iter_mut().find(|c| c.id == id)) {
                         c.fsm.sent_update(std::time::Instant::now());
-                        let _ = c.tx.send(bytes);
+                        c.send(bytes);
                         lock(&self.status).sent.update += updates;
                     }
                 },
@@ -600,7 +647,8 @@ impl Peer {
         // peer writing a full table to us while we write one to it cannot
         // deadlock on the read window.
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(w, rx));
+        let wq = Arc::new(WriteQueue::default());
+        tokio::spawn(writer(w, rx, wq.clone()));
         let reader = tokio::spawn(reader(id, r, run.ev_tx.clone()));
         let (fsm, outs) = Connection::start(self.session.clone(), std::time::Instant::now());
         info!(%remote, outbound, "TCP connection up, OPEN sent");
@@ -609,6 +657,7 @@ impl Peer {
             outbound,
             fsm,
             tx,
+            wq,
             reader,
             local,
             remote,
@@ -663,7 +712,7 @@ impl Peer {
                 Output::Send(m) => {
                     lock(&self.status).sent.count(m.kind());
                     let b = m.to_bytes(&c.fsm.ctx()).freeze();
-                    let _ = c.tx.send(b);
+                    c.send(b);
                 }
                 Output::OpenReceived(remote_id) => {
                     self.set_state(State::OpenConfirm, "OpenConfirm");

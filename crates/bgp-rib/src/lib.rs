@@ -34,6 +34,8 @@ pub use rewrite::Rewrite;
 pub struct Interner {
     set: hashbrown::HashTable<(u64, Arc<PathAttrs>)>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// Sets held after the last collection.
+    live: usize,
 }
 
 impl std::fmt::Debug for Interner {
@@ -61,6 +63,19 @@ impl Interner {
     /// Drop sets no route uses any more.
     pub fn collect(&mut self) {
         self.set.retain(|(_, a)| Arc::strong_count(a) > 1);
+        self.live = self.set.len();
+    }
+
+    /// [`Interner::collect`] once the sets have doubled (and grown by a few
+    /// thousand) since the last collection: routes whose attributes keep
+    /// changing leave sets no route uses, and these go at an amortized
+    /// constant cost per set interned. Whether it collected.
+    pub fn maybe_collect(&mut self) -> bool {
+        if self.set.len() <= 2 * self.live + 4096 {
+            return false;
+        }
+        self.collect();
+        true
     }
 
     pub fn len(&self) -> usize {
@@ -203,33 +218,49 @@ type GroupKey = ((usize, Rewrite, NextHop), Family);
 /// destinations cost 128 KiB per peer.
 #[derive(Debug, Default)]
 pub struct AdjRibOut {
-    sent: Vec<u64>,
+    sent: IdSet,
+}
+
+/// A set of Loc-RIB destination ids, one bit each (1M ids: 128 KiB).
+#[derive(Debug, Default, Clone)]
+pub struct IdSet {
+    words: Vec<u64>,
     count: usize,
 }
 
-impl AdjRibOut {
-    fn test(&self, id: u32) -> bool {
-        self.sent
+impl IdSet {
+    pub fn contains(&self, id: u32) -> bool {
+        self.words
             .get(id as usize / 64)
             .is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// Add `id`; whether it was absent.
+    pub fn insert(&mut self, id: u32) -> bool {
+        !self.put(id, true)
+    }
+
+    /// Remove `id`; whether it was present.
+    pub fn remove(&mut self, id: u32) -> bool {
+        self.put(id, false)
     }
 
     /// Set or clear `id`'s bit, returning whether it was set.
     fn put(&mut self, id: u32, on: bool) -> bool {
         let (w, b) = (id as usize / 64, 1u64 << (id % 64));
-        if w >= self.sent.len() {
+        if w >= self.words.len() {
             if !on {
                 return false;
             }
             // Grown by doubling, at least to the word needed.
-            let n = (w + 1).max(self.sent.len() * 2);
-            self.sent.resize(n, 0);
+            let n = (w + 1).max(self.words.len() * 2);
+            self.words.resize(n, 0);
         }
-        let was = self.sent[w] & b != 0;
+        let was = self.words[w] & b != 0;
         if on {
-            self.sent[w] |= b;
+            self.words[w] |= b;
         } else {
-            self.sent[w] &= !b;
+            self.words[w] &= !b;
         }
         match (was, on) {
             (false, true) => self.count += 1,
@@ -239,6 +270,20 @@ impl AdjRibOut {
         was
     }
 
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl AdjRibOut {
     /// Apply changes for some destinations (`(prefix, id, route)`, `None` =
     /// the peer should not have it), returning what must be sent:
     /// announcements grouped by attribute set, rewrite, next hop and family
@@ -260,7 +305,7 @@ impl AdjRibOut {
             let n = Nlri::new(p);
             match want {
                 Some(r) => {
-                    self.put(id, true);
+                    self.sent.insert(id);
                     let k = (r.identity(), n.family());
                     let g = match last_group {
                         Some((lk, g)) if lk == k => g,
@@ -280,7 +325,7 @@ impl AdjRibOut {
                     groups[g].nlri.push(n);
                 }
                 None => {
-                    if self.put(id, false) {
+                    if self.sent.remove(id) {
                         withdraw.entry(n.family()).or_default().push(n);
                     }
                 }
@@ -294,26 +339,25 @@ impl AdjRibOut {
 
     /// Whether the peer holds a route for destination `id`.
     pub fn holds(&self, id: u32) -> bool {
-        self.test(id)
+        self.sent.contains(id)
     }
 
     /// Drop the bit of a pruned destination (its id is about to be reused).
     pub fn forget(&mut self, id: u32) {
-        self.put(id, false);
+        self.sent.remove(id);
     }
 
     pub fn len(&self) -> usize {
-        self.count
+        self.sent.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.sent.is_empty()
     }
 
     /// Forget everything (session down).
     pub fn clear(&mut self) {
-        self.sent = Vec::new();
-        self.count = 0;
+        self.sent.clear();
     }
 }
 
@@ -321,6 +365,25 @@ impl AdjRibOut {
 mod tests {
     use super::*;
     use bgp_wire::{AsPath, Origin};
+
+    #[test]
+    fn sets_no_route_uses_go_once_they_have_doubled() {
+        let mut i = Interner::default();
+        let kept: Vec<_> = (0..5000).map(|n| i.intern(attrs(n))).collect();
+        // Churn: sets interned and dropped at once.
+        let mut collected = 0;
+        for n in 5000..40_000 {
+            drop(i.intern(attrs(n)));
+            if i.maybe_collect() {
+                collected += 1;
+                assert_eq!(i.len(), kept.len(), "only the sets in use are left");
+            }
+            assert!(i.len() <= 2 * kept.len() + 4097, "{}", i.len());
+        }
+        assert!(collected >= 2, "{collected}");
+        // A set in use is still shared.
+        assert!(Arc::ptr_eq(&i.intern(attrs(7)), &kept[7]));
+    }
 
     fn attrs(asn: u32) -> PathAttrs {
         PathAttrs {

@@ -66,6 +66,8 @@ pub fn peer_to_pb(p: &PeerStatus) -> pb::Peer {
         sent: Some(counters(&p.sent)),
         prefixes_received: p.prefixes_received,
         prefixes_advertised: p.prefixes_advertised,
+        held_back: p.held_back,
+        stalls: p.stalls,
         established_count: p.established_count,
         established_at: p.established_at.unwrap_or(0),
         four_octet_as: n.is_some_and(|n| n.four_octet_as),

@@ -330,6 +330,12 @@ fn print_neighbor(p: &pb::Peer) {
         "  Prefixes: received {}, advertised {}",
         p.prefixes_received, p.prefixes_advertised
     );
+    if p.stalls > 0 {
+        println!(
+            "  Output: filled up {} times this session; {} destinations waiting for the peer to read",
+            p.stalls, p.held_back
+        );
+    }
     if !p.last_error.is_empty() {
         println!("  Last error: {}", p.last_error);
     }

@@ -146,7 +146,21 @@ pub(crate) struct PeerEntry {
     pub rib_out: AdjRibOut,
     /// Encoded messages for the peer task to write (see `peer::Outbox`).
     pub outbox: Arc<peer::Outbox>,
+    /// While the outbox is past its limit: what is held back.
+    pub lag: Option<Lag>,
     pub max_prefix_warned: bool,
+}
+
+/// What a peer that reads too slowly has not been sent yet, kept small:
+/// which destinations changed (one bit each; what to send for them is their
+/// export when the peer catches up), the prefixes of destinations that went
+/// from the Loc-RIB while the peer may hold them, and messages that must
+/// come after all of that (End-of-RIB, EoRR).
+#[derive(Default)]
+pub(crate) struct Lag {
+    pub dirty: bgp_rib::IdSet,
+    pub gone: Vec<IpNet>,
+    pub tail: Vec<bytes::BytesMut>,
 }
 
 pub(crate) struct Main {
@@ -389,6 +403,7 @@ impl Main {
                 rib_in: AdjRibIn::default(),
                 rib_out: AdjRibOut::default(),
                 outbox,
+                lag: None,
                 max_prefix_warned: false,
             },
         );

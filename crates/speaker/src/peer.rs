@@ -14,7 +14,8 @@
 //! reads on and two speakers pushing full tables at each other cannot
 //! deadlock; while a connection has more than [`WRITE_LIMIT`] bytes not yet
 //! written, the peer task leaves the outbox alone, so what a peer that does
-//! not read is sent waits there, where the main loop sees it.
+//! not read is sent waits there, where the main loop sees it and holds back
+//! (as a set of changed destinations) what would come after.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,15 +65,16 @@ pub(crate) enum PeerCmd {
 /// Encoded messages from the main loop to one peer, for session `gen`.
 /// The main loop appends; the peer task takes everything there is as one
 /// write. While a peer's writes lag, what the main loop has for it
-/// accumulates in one buffer instead of a queue of messages, and the main
-/// loop waits only when that buffer exceeds [`OUTBOX_LIMIT`].
+/// accumulates in one buffer instead of a queue of messages; past
+/// [`OUTBOX_LIMIT`] the main loop stops encoding for that peer (it notes
+/// which destinations changed instead, see `Main::queue`) and is told by a
+/// [`PeerEvent::Drained`] when the peer task has taken the buffer. The main
+/// loop never waits for a peer.
 #[derive(Default)]
 pub(crate) struct Outbox {
     inner: std::sync::Mutex<Pending>,
     /// Something was put.
     ready: tokio::sync::Notify,
-    /// Everything was taken.
-    drained: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -80,18 +82,22 @@ struct Pending {
     gen: u64,
     bytes: BytesMut,
     updates: u64,
+    /// The main loop wants a [`PeerEvent::Drained`] when this is taken.
+    full: bool,
 }
 
-/// Bytes a peer may have waiting before the main loop waits for it (a
-/// full table of 1M IPv4 prefixes is about 20 MB).
-pub(crate) const OUTBOX_LIMIT: usize = 32 << 20;
+/// Bytes a peer may have waiting before the main loop holds back its
+/// changes (a full table of 1M IPv4 prefixes, about 20 MB, is put at once
+/// all the same).
+pub(crate) const OUTBOX_LIMIT: usize = 8 << 20;
 
 impl Outbox {
     /// Append `bytes` (carrying `updates` UPDATEs) for session `gen`;
-    /// anything left for an older session is dropped. Returns the bytes now
-    /// waiting.
-    pub(crate) fn put(&self, gen: u64, bytes: BytesMut, updates: u64) -> usize {
-        let n = {
+    /// anything left for an older session is dropped. Returns whether the
+    /// buffer is now past [`OUTBOX_LIMIT`]: then a [`PeerEvent::Drained`]
+    /// will follow when the peer task takes it.
+    pub(crate) fn put(&self, gen: u64, bytes: BytesMut, updates: u64) -> bool {
+        let full = {
             let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             if p.gen != gen {
                 *p = Pending {
@@ -105,39 +111,25 @@ impl Outbox {
                 p.bytes.extend_from_slice(&bytes);
             }
             p.updates += updates;
-            p.bytes.len()
+            p.full = p.bytes.len() > OUTBOX_LIMIT;
+            p.full
         };
         self.ready.notify_one();
-        n
+        full
     }
 
-    /// Everything waiting: (session, bytes, UPDATEs). The buffer is handed
-    /// over whole, so an idle peer keeps no capacity.
-    fn take(&self) -> (u64, Bytes, u64) {
-        let out = {
-            let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            let bytes = std::mem::take(&mut p.bytes).freeze();
-            (p.gen, bytes, std::mem::take(&mut p.updates))
-        };
-        self.drained.notify_waiters();
-        out
-    }
-
-    pub(crate) fn waiting(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .bytes
-            .len()
-    }
-
-    /// Until the peer task takes what is waiting (or `max` passes).
-    pub(crate) async fn drained(&self, max: std::time::Duration) {
-        let d = self.drained.notified();
-        if self.waiting() == 0 {
-            return;
-        }
-        let _ = tokio::time::timeout(max, d).await;
+    /// Everything waiting: (session, bytes, UPDATEs, whether the main loop
+    /// waits to hear it was taken). The buffer is handed over whole, so an
+    /// idle peer keeps no capacity.
+    fn take(&self) -> (u64, Bytes, u64, bool) {
+        let mut p = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = std::mem::take(&mut p.bytes).freeze();
+        (
+            p.gen,
+            bytes,
+            std::mem::take(&mut p.updates),
+            std::mem::take(&mut p.full),
+        )
     }
 }
 
@@ -168,6 +160,11 @@ pub(crate) enum PeerEvent {
         key: String,
         gen: u64,
         rr: RouteRefresh,
+    },
+    /// The outbox, past its limit, was taken: the main loop may send again.
+    Drained {
+        key: String,
+        gen: u64,
     },
 }
 
@@ -498,7 +495,10 @@ impl Peer {
                     Some(PeerCmd::Incoming(c)) => self.incoming(&mut run, c.0, c.1).await,
                 },
                 _ = self.outbox.ready.notified(), if !blocked => {
-                    let (gen, bytes, updates) = self.outbox.take();
+                    let (gen, bytes, updates, full) = self.outbox.take();
+                    if full {
+                        let _ = self.main.send(PeerEvent::Drained { key: self.key.clone(), gen });
+                    }
                     if gen != run.gen || bytes.is_empty() {
                         continue;
                     }

@@ -433,33 +433,15 @@ impl Main {
             .map(|(p, id)| (p, id, self.loc.by_id(id).best().cloned()))
             .collect();
         for k in keys {
-            // Consecutive prefixes mostly share a best path's attributes
-            // (they came in one UPDATE). Without an export filter (which may
-            // look at the prefix), the same inputs give the same route: the
-            // last result is reused.
-            let reuse = self.peers.get(&k).is_some_and(|p| p.cfg.filters.is_empty());
-            let mut last: Option<(ExportInput, Option<OutRoute>)> = None;
-            let changes: Vec<(IpNet, u32, Option<OutRoute>)> = dests
-                .iter()
-                .map(|(p, id, best)| {
-                    let out = best.as_ref().and_then(|b| {
-                        let input = export_input(p, b);
-                        match &last {
-                            Some((i, out)) if reuse && *i == input => out.clone(),
-                            _ => {
-                                let out = self.export_path(&k, p, b);
-                                last = Some((input, out.clone()));
-                                out
-                            }
-                        }
-                    });
-                    (*p, *id, out)
-                })
-                .collect();
-            self.send(&k, changes, false).await;
+            if self.hold_back(&k, dests.iter().map(|(_, id, _)| *id)) {
+                continue;
+            }
+            let changes = self.export_changes(&k, &dests);
+            self.send(&k, changes, false);
         }
         // Destinations whose last path went have been withdrawn from every
-        // peer: they go now, and their ids are free.
+        // peer: they go now, and their ids are free. (A peer holding back
+        // keeps the prefix, to withdraw it when it catches up.)
         let emptied: Vec<(IpNet, u32)> = dests
             .iter()
             .filter(|(_, _, best)| best.is_none())
@@ -467,8 +449,107 @@ impl Main {
             .collect();
         for id in self.loc.prune_ids(&emptied) {
             for p in self.peers.values_mut() {
+                if let Some(lag) = &mut p.lag {
+                    lag.dirty.remove(id);
+                    if p.rib_out.holds(id) {
+                        // `emptied` is in id order.
+                        if let Ok(i) = emptied.binary_search_by_key(&id, |(_, id)| *id) {
+                            lag.gone.push(emptied[i].0);
+                        }
+                    }
+                }
                 p.rib_out.forget(id);
             }
+        }
+    }
+
+    /// What `key` should be sent for destinations (prefix, id, best path).
+    fn export_changes(
+        &mut self,
+        key: &str,
+        dests: &[(IpNet, u32, Option<Path>)],
+    ) -> Vec<(IpNet, u32, Option<OutRoute>)> {
+        // Consecutive prefixes mostly share a best path's attributes
+        // (they came in one UPDATE). Without an export filter (which may
+        // look at the prefix), the same inputs give the same route: the
+        // last result is reused.
+        let reuse = self
+            .peers
+            .get(key)
+            .is_some_and(|p| p.cfg.filters.is_empty());
+        let mut last: Option<(ExportInput, Option<OutRoute>)> = None;
+        dests
+            .iter()
+            .map(|(p, id, best)| {
+                let out = best.as_ref().and_then(|b| {
+                    let input = export_input(p, b);
+                    match &last {
+                        Some((i, out)) if reuse && *i == input => out.clone(),
+                        _ => {
+                            let out = self.export_path(key, p, b);
+                            last = Some((input, out.clone()));
+                            out
+                        }
+                    }
+                });
+                (*p, *id, out)
+            })
+            .collect()
+    }
+
+    /// If `key` is holding back (its outbox is full), note that these
+    /// destinations changed and return true: nothing is encoded for it now.
+    fn hold_back(&mut self, key: &str, ids: impl Iterator<Item = u32>) -> bool {
+        let Some(p) = self.peers.get_mut(key) else {
+            return false;
+        };
+        let Some(lag) = &mut p.lag else {
+            return false;
+        };
+        for id in ids {
+            lag.dirty.insert(id);
+        }
+        status::lock(&p.status).held_back = (lag.dirty.len() + lag.gone.len()) as u64;
+        true
+    }
+
+    /// The peer took its full outbox: send what was held back, as it is now
+    /// (a destination that changed many times meanwhile is sent once).
+    async fn catch_up(&mut self, key: &str) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        let Some(s) = &p.session else { return };
+        let Some(lag) = p.lag.take() else { return };
+        let (ctx, gen) = (s.neg.ctx(), s.gen);
+        tracing::debug!(peer = %key, destinations = lag.dirty.len(), withdrawn = lag.gone.len(), "the peer caught up: sending what was held back");
+        status::lock(&p.status).held_back = 0;
+        // Withdrawals first: a prefix gone and back is among the dirty ones.
+        let mut buf = BytesMut::new();
+        let mut updates = 0;
+        let mut by_family: BTreeMap<bgp_wire::Family, Vec<bgp_wire::Nlri>> = BTreeMap::new();
+        for g in lag.gone {
+            let n = bgp_wire::Nlri::new(g);
+            by_family.entry(n.family()).or_default().push(n);
+        }
+        for (fam, nlri) in &by_family {
+            updates += pack_withdraw(&ctx, *fam, nlri, &mut buf);
+        }
+        if updates > 0 {
+            self.queue(key, gen, buf, updates as u64);
+        }
+        let dests: Vec<(IpNet, u32, Option<Path>)> = self
+            .loc
+            .iter_ids()
+            .filter(|(_, id, _)| lag.dirty.contains(*id))
+            .map(|(p, id, d)| (p, id, d.best().cloned()))
+            .collect();
+        if !self.hold_back(key, dests.iter().map(|(_, id, _)| *id)) {
+            let changes = self.export_changes(key, &dests);
+            self.send(key, changes, false);
+        }
+        for t in lag.tail {
+            self.queue_last(key, gen, t);
         }
     }
 
@@ -554,7 +635,16 @@ impl Main {
 
     /// Encode and queue the changes for one peer; `full` (a whole table)
     /// ends with End-of-RIB markers.
-    async fn send(&mut self, key: &str, changes: Vec<(IpNet, u32, Option<OutRoute>)>, full: bool) {
+    fn send(&mut self, key: &str, changes: Vec<(IpNet, u32, Option<OutRoute>)>, full: bool) {
+        if self.hold_back(key, changes.iter().map(|(_, id, _)| *id)) {
+            if full {
+                let eor = self.end_of_rib(key);
+                if let Some(lag) = self.peers.get_mut(key).and_then(|p| p.lag.as_mut()) {
+                    lag.tail.extend(eor);
+                }
+            }
+            return;
+        }
         let Some(p) = self.peers.get_mut(key) else {
             return;
         };
@@ -583,23 +673,57 @@ impl Main {
         status::lock(&p.status).prefixes_advertised = p.rib_out.len() as u64;
         if updates > 0 {
             let gen = s.gen;
-            self.queue(key, gen, buf, updates as u64).await;
+            self.queue(key, gen, buf, updates as u64);
         }
     }
 
-    /// Hand encoded messages to a peer's task; wait while more than
-    /// `OUTBOX_LIMIT` bytes are waiting for it (a peer that does not read
-    /// holds back the main loop instead of growing without bound), unless
-    /// its task has ended.
-    async fn queue(&self, key: &str, gen: u64, bytes: BytesMut, updates: u64) {
-        let Some(p) = self.peers.get(key) else { return };
-        let mut waiting = p.outbox.put(gen, bytes, updates);
-        while waiting > crate::peer::OUTBOX_LIMIT && !p.task.is_finished() {
-            p.outbox
-                .drained(std::time::Duration::from_millis(100))
-                .await;
-            waiting = p.outbox.waiting();
+    /// End-of-RIB markers for every family of `key`'s session, one message each.
+    fn end_of_rib(&self, key: &str) -> Vec<BytesMut> {
+        let Some(s) = self.peers.get(key).and_then(|p| p.session.as_ref()) else {
+            return Vec::new();
+        };
+        let ctx = s.neg.ctx();
+        s.neg
+            .families
+            .iter()
+            .map(|f| {
+                let mut b = BytesMut::new();
+                Message::Update(Update::end_of_rib(*f)).encode(&ctx, &mut b);
+                b
+            })
+            .collect()
+    }
+
+    /// Hand encoded messages to a peer's task (never waits). Past
+    /// `OUTBOX_LIMIT` bytes waiting (a peer that reads too slowly, or not
+    /// at all) the peer holds back: its changes are noted per destination
+    /// (bounded by the Loc-RIB's size) until it takes the buffer.
+    fn queue(&mut self, key: &str, gen: u64, bytes: BytesMut, updates: u64) {
+        let Some(p) = self.peers.get_mut(key) else {
+            return;
+        };
+        if p.outbox.put(gen, bytes, updates) && p.lag.is_none() {
+            p.lag = Some(Default::default());
+            let stalls = {
+                let mut st = status::lock(&p.status);
+                st.stalls += 1;
+                st.stalls
+            };
+            // Every time for the first few, then every hundredth.
+            if stalls <= 3 || stalls % 100 == 0 {
+                warn!(peer = %key, stalls, "the peer reads too slowly: its changes are held back until it takes what is queued");
+            }
         }
+    }
+
+    /// [`Main::queue`] for a message that must come after everything held
+    /// back (End-of-RIB, EoRR).
+    fn queue_last(&mut self, key: &str, gen: u64, bytes: BytesMut) {
+        if let Some(lag) = self.peers.get_mut(key).and_then(|p| p.lag.as_mut()) {
+            lag.tail.push(bytes);
+            return;
+        }
+        self.queue(key, gen, bytes, 0);
     }
 
     /// What a peer should have for every destination, in prefix order
@@ -627,7 +751,7 @@ impl Main {
     /// Everything a peer should have, as a full table.
     async fn sync_full(&mut self, key: &str) {
         let changes = self.exports(key);
-        self.send(key, changes, true).await;
+        self.send(key, changes, true);
     }
 
     /// After a change of a peer's policy: send it what its exports now
@@ -645,7 +769,7 @@ impl Main {
                 changes.push((p, id, want));
             }
         }
-        self.send(key, changes, false).await;
+        self.send(key, changes, false);
     }
 
     // ---------------------------------------------------------------- peer events
@@ -693,6 +817,8 @@ impl Main {
             }
         }
         self.propagate_ids(changed).await;
+        // Attribute sets replaced by others (attributes that keep changing).
+        self.interner.maybe_collect();
         for key in touched {
             self.check_max_prefix(&key).await;
         }
@@ -737,6 +863,12 @@ impl Main {
                     });
                     p.rib_in = Default::default();
                     p.rib_out.clear();
+                    p.lag = None;
+                    {
+                        let mut st = status::lock(&p.status);
+                        st.held_back = 0;
+                        st.stalls = 0;
+                    }
                     self.sync_full(&key).await;
                 }
             }
@@ -749,6 +881,8 @@ impl Main {
                 }
                 p.session = None;
                 p.rib_out.clear();
+                p.lag = None;
+                status::lock(&p.status).held_back = 0;
                 info!(peer = %key, routes = p.rib_in.len(), "session down: routes from this peer removed");
                 self.withdraw_all_from(&key).await;
                 self.interner.collect();
@@ -766,6 +900,16 @@ impl Main {
                     .is_some_and(|s| s.gen == gen);
                 if ok && rr.subtype == 0 {
                     self.refresh(&key, rr).await;
+                }
+            }
+            PeerEvent::Drained { key, gen } => {
+                let ok = self
+                    .peers
+                    .get(&key)
+                    .and_then(|p| p.session.as_ref())
+                    .is_some_and(|s| s.gen == gen);
+                if ok {
+                    self.catch_up(&key).await;
                 }
             }
         }
@@ -787,11 +931,11 @@ impl Main {
             .to_bytes(&ctx)
         };
         if enhanced {
-            self.queue(key, gen, marker(1), 0).await;
+            self.queue(key, gen, marker(1), 0);
         }
         self.sync_full(key).await;
         if enhanced {
-            self.queue(key, gen, marker(2), 0).await;
+            self.queue_last(key, gen, marker(2));
         }
     }
 

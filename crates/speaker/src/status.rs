@@ -55,6 +55,11 @@ pub struct PeerStatus {
     pub sent: Counters,
     pub prefixes_received: u64,
     pub prefixes_advertised: u64,
+    /// Destinations whose changes wait because the peer reads too slowly
+    /// (0 when it keeps up).
+    pub held_back: u64,
+    /// Times the peer's output filled up during this session.
+    pub stalls: u32,
     pub established_count: u32,
     /// Unix seconds when the current session came up.
     pub established_at: Option<u64>,
@@ -86,6 +91,8 @@ impl PeerStatus {
             sent: Counters::default(),
             prefixes_received: 0,
             prefixes_advertised: 0,
+            held_back: 0,
+            stalls: 0,
             established_count: 0,
             established_at: None,
         }

@@ -51,7 +51,21 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether matching reads the route's attributes (else the prefix
+    /// alone decides, see [`evaluate_by_prefix`]).
+    pub fn reads_attrs(&self) -> bool {
+        !self.communities.is_empty()
+            || !self.large_communities.is_empty()
+            || self.as_path_contains.is_some()
+            || self.max_as_path_length.is_some()
+    }
+
     pub fn matches(&self, prefix: &IpNet, a: &PathAttrs) -> bool {
+        self.matches_prefix(prefix) && self.matches_attrs(a)
+    }
+
+    /// The prefix conditions.
+    fn matches_prefix(&self, prefix: &IpNet) -> bool {
         if let Some((op, cidr)) = &self.cidr {
             let same_family = matches!(
                 (prefix, cidr),
@@ -74,6 +88,11 @@ impl Rule {
                 return false;
             }
         }
+        true
+    }
+
+    /// The attribute conditions.
+    fn matches_attrs(&self, a: &PathAttrs) -> bool {
         if !self.communities.is_empty()
             && !self.communities.iter().any(|c| a.communities.contains(c))
         {
@@ -109,6 +128,18 @@ pub struct Filter {
     pub import_v6: Vec<Rule>,
     pub export_v4: Vec<Rule>,
     pub export_v6: Vec<Rule>,
+}
+
+impl Filter {
+    /// The rules for one direction and the prefix's family.
+    pub fn rules(&self, dir: Direction, prefix: &IpNet) -> &[Rule] {
+        match (dir, prefix) {
+            (Direction::Import, IpNet::V4(_)) => &self.import_v4,
+            (Direction::Import, IpNet::V6(_)) => &self.import_v6,
+            (Direction::Export, IpNet::V4(_)) => &self.export_v4,
+            (Direction::Export, IpNet::V6(_)) => &self.export_v6,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,13 +218,7 @@ pub fn evaluate(
     local_as: u32,
 ) -> Verdict {
     for f in filters {
-        let rules = match (dir, prefix) {
-            (Direction::Import, IpNet::V4(_)) => &f.import_v4,
-            (Direction::Import, IpNet::V6(_)) => &f.import_v6,
-            (Direction::Export, IpNet::V4(_)) => &f.export_v4,
-            (Direction::Export, IpNet::V6(_)) => &f.export_v6,
-        };
-        for (i, r) in rules.iter().enumerate() {
+        for (i, r) in f.rules(dir, prefix).iter().enumerate() {
             if !r.matches(prefix, a) {
                 continue;
             }
@@ -207,6 +232,38 @@ pub fn evaluate(
         }
     }
     Verdict::Accept(None)
+}
+
+/// [`evaluate`] when the prefix alone decides: the rules before the first
+/// one that matches read no attributes, and that one changes none (or there
+/// is none). `None` when the attributes are needed. For export, where the
+/// attributes a filter sees must first be built as they would be sent: a
+/// filter made of prefix rules (or a reject-all one) then costs nothing per
+/// route.
+pub fn evaluate_by_prefix(
+    filters: &[Arc<Filter>],
+    dir: Direction,
+    prefix: &IpNet,
+) -> Option<Verdict> {
+    for f in filters {
+        for (i, r) in f.rules(dir, prefix).iter().enumerate() {
+            if r.reads_attrs() {
+                return None;
+            }
+            if !r.matches_prefix(prefix) {
+                continue;
+            }
+            return match r.action.unwrap_or(Action::Accept) {
+                Action::Accept if r.set == Set::default() => Some(Verdict::Accept(None)),
+                Action::Accept => None,
+                Action::Reject => Some(Verdict::Reject(Reason::Rule {
+                    filter: f.clone(),
+                    rule: i + 1,
+                })),
+            };
+        }
+    }
+    Some(Verdict::Accept(None))
 }
 
 /// Max-prefix limit on what one peer may send.
@@ -341,6 +398,72 @@ mod tests {
                 assert_eq!(n.as_path.unwrap().to_string(), "65001 65001 65100");
             }
             v => panic!("{v:?}"),
+        }
+    }
+
+    /// The prefix alone decides until a rule reads attributes or changes
+    /// them; where it decides, it says what `evaluate` says, whatever the
+    /// attributes.
+    #[test]
+    fn by_prefix_decides_only_what_needs_no_attributes() {
+        let reject_all = Arc::new(Filter {
+            name: "none".into(),
+            export_v4: vec![Rule {
+                action: Some(Action::Reject),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let prefixes = Arc::new(Filter {
+            name: "prefixes".into(),
+            export_v4: vec![
+                rule(Action::Accept, MatchOp::In, "10.244.0.0/16"),
+                Rule {
+                    action: Some(Action::Reject),
+                    communities: vec![(65100 << 16) | 1],
+                    ..Default::default()
+                },
+                rule(Action::Reject, MatchOp::NotIn, "192.168.0.0/16"),
+            ],
+            ..Default::default()
+        });
+        let sets = Arc::new(Filter {
+            name: "sets".into(),
+            export_v4: vec![Rule {
+                action: Some(Action::Accept),
+                set: Set {
+                    med: Some(5),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let by = |fs: &[Arc<Filter>], p: &str| {
+            evaluate_by_prefix(fs, Direction::Export, &p.parse().unwrap())
+        };
+        let full = |fs: &[Arc<Filter>], p: &str, a: &PathAttrs| {
+            evaluate(fs, Direction::Export, &p.parse().unwrap(), a, 65001)
+        };
+        let mut plain = attrs();
+        plain.communities.clear();
+        let cases: [(Vec<Arc<Filter>>, &str, bool); 7] = [
+            (vec![reject_all.clone()], "198.18.0.0/24", true),
+            (vec![reject_all.clone()], "2001:db8::/32", true),
+            (vec![prefixes.clone()], "10.244.1.0/24", true),
+            // The community rule comes first: the attributes are needed.
+            (vec![prefixes.clone()], "198.18.0.0/24", false),
+            (vec![sets.clone()], "198.18.0.0/24", false),
+            (vec![], "198.18.0.0/24", true),
+            (vec![prefixes, reject_all], "10.244.1.0/24", true),
+        ];
+        for (fs, p, decides) in cases {
+            let v = by(&fs, p);
+            assert_eq!(v.is_some(), decides, "{p}");
+            if let Some(v) = v {
+                assert_eq!(v, full(&fs, p, &attrs()), "{p}");
+                assert_eq!(v, full(&fs, p, &plain), "{p}");
+            }
         }
     }
 

@@ -193,60 +193,54 @@ pub enum Step {
 }
 
 /// Compare two paths: `Less` means `a` is better. Returns the deciding step.
+/// Each step is computed only when the ones before it tie (most pairs are
+/// decided by LOCAL_PREF or the AS path length, before the steps that read
+/// the sessions).
+///
+/// Not a total order: MED is compared only between paths from the same
+/// neighbour AS (RFC 4271 §9.1.2.2 c), so three paths can beat each other
+/// in a circle. [`select`] and [`insert_sorted`] never assume it is one.
 pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
     use Ordering::*;
-    let steps: [(Step, Ordering); 9] = [
-        (Step::Reachability, b.eligible().cmp(&a.eligible())),
-        (Step::Weight, b.weight.cmp(&a.weight)),
-        (Step::LocalPref, b.local_pref().cmp(&a.local_pref())),
-        (Step::LocallyOriginated, b.is_local().cmp(&a.is_local())),
-        (Step::AsPathLength, a.as_path_len().cmp(&b.as_path_len())),
-        (Step::Origin, a.origin().cmp(&b.origin())),
-        (
-            Step::Med,
-            if cfg.always_compare_med || a.neighbour_as() == b.neighbour_as() {
-                a.med().cmp(&b.med())
-            } else {
-                Equal
-            },
-        ),
-        (Step::EbgpOverIbgp, b.is_ebgp().cmp(&a.is_ebgp())),
-        (
-            Step::IgpCost,
-            // (Unresolved sorts last: its sentinel is the largest.)
-            a.igp_cost.0.cmp(&b.igp_cost.0),
-        ),
-    ];
-    for (step, o) in steps {
-        if o != Equal {
-            return (o, step);
-        }
+    macro_rules! step {
+        ($step:expr, $o:expr) => {
+            match $o {
+                Equal => {}
+                o => return (o, $step),
+            }
+        };
     }
-    if a.is_ebgp() && b.is_ebgp() && a.seq != b.seq {
-        return (a.seq.cmp(&b.seq), Step::OldestEbgp);
+    step!(Step::Reachability, b.eligible().cmp(&a.eligible()));
+    step!(Step::Weight, b.weight.cmp(&a.weight));
+    step!(Step::LocalPref, b.local_pref().cmp(&a.local_pref()));
+    step!(Step::LocallyOriginated, b.is_local().cmp(&a.is_local()));
+    step!(Step::AsPathLength, a.as_path_len().cmp(&b.as_path_len()));
+    step!(Step::Origin, a.origin().cmp(&b.origin()));
+    if cfg.always_compare_med || a.neighbour_as() == b.neighbour_as() {
+        step!(Step::Med, a.med().cmp(&b.med()));
     }
-    let tail: [(Step, Ordering); 3] = [
-        (Step::RouterId, a.router_id().cmp(&b.router_id())),
-        (
-            Step::ClusterListLength,
-            a.attrs
-                .cluster_list()
-                .len()
-                .cmp(&b.attrs.cluster_list().len()),
-        ),
-        (
-            Step::PeerAddress,
-            a.source
-                .peer()
-                .map(|p| p.addr)
-                .cmp(&b.source.peer().map(|p| p.addr)),
-        ),
-    ];
-    for (step, o) in tail {
-        if o != Equal {
-            return (o, step);
-        }
+    let (ae, be) = (a.is_ebgp(), b.is_ebgp());
+    step!(Step::EbgpOverIbgp, be.cmp(&ae));
+    // (Unresolved sorts last: its sentinel is the largest.)
+    step!(Step::IgpCost, a.igp_cost.0.cmp(&b.igp_cost.0));
+    if ae && be {
+        step!(Step::OldestEbgp, a.seq.cmp(&b.seq));
     }
+    step!(Step::RouterId, a.router_id().cmp(&b.router_id()));
+    step!(
+        Step::ClusterListLength,
+        a.attrs
+            .cluster_list()
+            .len()
+            .cmp(&b.attrs.cluster_list().len())
+    );
+    step!(
+        Step::PeerAddress,
+        a.source
+            .peer()
+            .map(|p| p.addr)
+            .cmp(&b.source.peer().map(|p| p.addr))
+    );
     (Equal, Step::Equal)
 }
 
@@ -316,8 +310,34 @@ impl Selected {
 /// Order `paths` best first and return the multipath set: the best path
 /// first, then equal paths with other next hops (empty when no path is
 /// eligible), at most `max_paths` and [`MAX_MULTIPATH`].
+///
+/// A stable insertion sort of our own: [`compare`] is not a total order, for
+/// which the standard library's sorts may panic (Rust 1.81 on); this one
+/// makes at most n² / 2 comparisons whatever the comparison says, and n - 1
+/// when the paths are in order already.
 pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
-    paths.sort_by(|a, b| compare(a, b, cfg).0);
+    for i in 1..paths.len() {
+        let mut j = i;
+        while j > 0 && compare(&paths[j], &paths[j - 1], cfg).0 == Ordering::Less {
+            paths.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+    multipath_set(paths, cfg)
+}
+
+/// Where `path` goes in `paths` (ordered best first by [`select`]): before
+/// the first path it is better than, after those it ties with. A new best
+/// path takes one comparison (with the best path).
+pub fn insert_position(paths: &[Path], path: &Path, cfg: &BestCfg) -> usize {
+    paths
+        .iter()
+        .position(|p| compare(path, p, cfg).0 == Ordering::Less)
+        .unwrap_or(paths.len())
+}
+
+/// The multipath set of `paths` ordered best first (see [`select`]).
+pub fn multipath_set(paths: &[Path], cfg: &BestCfg) -> Selected {
     let Some(best) = paths.first() else {
         return Selected::new();
     };
@@ -331,6 +351,9 @@ pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
     }
     .clamp(1, MAX_MULTIPATH);
     let mut set = Selected::new().with(0);
+    if max == 1 {
+        return set;
+    }
     let mut hops: smallvec::SmallVec<[std::net::IpAddr; 4]> =
         smallvec::smallvec![best.next_hop().addr()];
     for (i, p) in paths.iter().enumerate().skip(1).take(MAX_MULTIPATH - 1) {

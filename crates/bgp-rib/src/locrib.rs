@@ -137,9 +137,9 @@ impl V4Index {
     }
 }
 
-/// One multipath entry as compared: source (by identity), path id, next hop
-/// and attribute set (by identity).
-type SelEntry = (usize, u32, std::net::IpAddr, usize);
+/// One multipath entry as compared: source (by identity), path id and
+/// attribute set (by identity; the set holds the path's next hop).
+type SelEntry = (usize, u32, usize);
 
 /// What the prefix forwards and advertises, compared before and after a
 /// change; inline (no allocation) for up to two paths.
@@ -151,7 +151,6 @@ fn selection(d: &Dest) -> Selection {
             (
                 p.source.identity(),
                 p.path_id,
-                p.next_hop().addr(),
                 std::sync::Arc::as_ptr(&p.attrs) as usize,
             )
         })
@@ -245,8 +244,13 @@ impl LocRib {
         freed
     }
 
+    /// Sort `d`'s paths again and select (after something changed them all).
     fn reselect(cfg: &BestCfg, d: &mut Dest, before: Selection) -> Changed {
         d.selected = select(&mut d.paths, cfg);
+        Self::changed(d, before)
+    }
+
+    fn changed(d: &Dest, before: Selection) -> Changed {
         if selection(d) == before {
             Changed::No
         } else {
@@ -300,38 +304,43 @@ impl LocRib {
             self.empty -= 1;
         }
         let before = selection(d);
-        let mut had = false;
-        match d
-            .paths
-            .iter_mut()
-            .find(|x| x.source.key() == path.source.key() && x.path_id == path.path_id)
-        {
-            Some(x) => {
-                had = true;
+        // The paths stay ordered best first (see `best::select`): the new
+        // one is put in its place, not the whole list sorted again.
+        let old = d.paths.iter().position(|x| {
+            x.path_id == path.path_id
+                && (x.source.identity() == path.source.identity()
+                    || x.source.key() == path.source.key())
+        });
+        let had = old.is_some();
+        match old {
+            Some(j) => {
+                let x = d.paths.remove(j);
                 // An implicit withdraw keeps its age only if nothing changed.
                 // Same content: keep the shared values (and their identity).
-                if x.attrs == path.attrs {
-                    path.attrs = x.attrs.clone();
+                let same = x.attrs == path.attrs;
+                if same {
+                    path.attrs = x.attrs;
                 }
                 if x.source == path.source {
-                    path.source = x.source.clone();
+                    path.source = x.source;
                 }
-                path.seq = if x.attrs == path.attrs { x.seq } else { seq };
-                *x = path;
+                path.seq = if same { x.seq } else { seq };
             }
             None => {
                 path.seq = seq;
-                // Grown one path at a time, not doubled: ten paths take ten
-                // slots, not sixteen (scenario (b): 100k prefixes from ten
-                // peers each).
+                // Grown two paths at a time (one from inline to two), not
+                // doubled: ten paths take ten slots, not sixteen (scenario
+                // (b): 100k prefixes from ten peers each), in five moves.
                 if d.paths.len() == d.paths.capacity() {
-                    d.paths.reserve_exact(1);
+                    d.paths.reserve_exact(d.paths.len().clamp(1, 2));
                 }
-                d.paths.push(path);
             }
         }
+        let at = crate::best::insert_position(&d.paths, &path, &cfg);
+        d.paths.insert(at, path);
+        d.selected = crate::best::multipath_set(&d.paths, &cfg);
         Outcome {
-            changed: Self::reselect(&cfg, d, before),
+            changed: Self::changed(d, before),
             id: Some(id),
             had,
         }
@@ -354,7 +363,7 @@ impl LocRib {
             };
         };
         let d = &mut self.dests[id as usize];
-        let (changed, had) = Self::remove_in(&cfg, d, &mut self.empty, |p| {
+        let (changed, had) = Self::remove_in(&cfg, d, &mut self.empty, true, |p| {
             p.source.key() == source && p.path_id == path_id
         });
         Outcome {
@@ -364,24 +373,31 @@ impl LocRib {
         }
     }
 
-    /// Remove the paths of `d` that `gone` picks; (what it did to the
-    /// selection, whether any path went).
+    /// Remove the paths of `d` that `gone` picks (the first only if `one`:
+    /// a (source, path id) names one path); (what it did to the selection,
+    /// whether any path went).
     fn remove_in(
         cfg: &BestCfg,
         d: &mut Dest,
         empty: &mut usize,
+        one: bool,
         mut gone: impl FnMut(&Path) -> bool,
     ) -> (Changed, bool) {
-        if !d.paths.iter().any(&mut gone) {
+        let Some(first) = d.paths.iter().position(&mut gone) else {
             return (Changed::No, false);
-        }
+        };
         let before = selection(d);
-        d.paths.retain(|p| !gone(p));
+        d.paths.remove(first);
+        if !one {
+            d.paths.retain(|p| !gone(p));
+        }
         if d.paths.len() <= d.paths.capacity() / 2 {
             // (Back inline when one is left.)
             d.paths.shrink_to_fit();
         }
-        let c = Self::reselect(cfg, d, before);
+        // (Still in order: only the multipath set can change.)
+        d.selected = crate::best::multipath_set(&d.paths, cfg);
+        let c = Self::changed(d, before);
         if d.paths.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a
             // change even if the path was not selected, so that it is pruned.
@@ -404,7 +420,9 @@ impl LocRib {
             .chain(self.v6.iter().map(|(p, id)| (IpNet::V6(*p), *id)));
         for (prefix, id) in named {
             let d = &mut self.dests[id as usize];
-            let (c, _) = Self::remove_in(&cfg, d, &mut self.empty, |p| p.source.key() == source);
+            let (c, _) = Self::remove_in(&cfg, d, &mut self.empty, false, |p| {
+                p.source.key() == source
+            });
             if c == Changed::Yes {
                 changed.push((prefix, id));
             }

@@ -175,7 +175,7 @@ pub(crate) struct Main {
     pub peers: BTreeMap<String, PeerEntry>,
     pub interner: Interner,
     pub loc: LocRib,
-    /// The attributes last built for an export filter to see (see `Main::export_path`).
+    /// The attributes last built for an export filter to see (see `ExportCtx::path`).
     sent_memo: Option<(
         Arc<bgp_wire::PathAttrs>,
         bgp_rib::Rewrite,

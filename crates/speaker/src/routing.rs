@@ -48,97 +48,33 @@ fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
     )
 }
 
-impl Main {
-    // ---------------------------------------------------------------- import
-
-    fn igp_cost(&self, nh: &NextHop) -> Option<u32> {
-        match &self.resolver {
-            Some(r) => r.resolve(nh.addr()).map(|r| r.cost),
-            // No kernel to ask: every next hop counts as reachable.
-            None => Some(0),
-        }
+/// The IGP cost to a next hop (`None`: unreachable); with no kernel to
+/// ask, every next hop counts as reachable.
+fn igp_cost(resolver: Option<&fib::Resolver>, nh: &NextHop) -> Option<u32> {
+    match resolver {
+        Some(r) => r.resolve(nh.addr()).map(|r| r.cost),
+        None => Some(0),
     }
+}
 
-    /// Why a route from `info` must not enter the Loc-RIB (RFC 4271 §9.1.2, RFC 4456 §8).
-    fn import_check(g: &GlobalCfg, attrs: &PathAttrs) -> Option<&'static str> {
-        if attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)) {
-            return Some("AS path contains our AS");
-        }
-        if attrs.originator_id() == Some(g.router_id) {
-            return Some("ORIGINATOR_ID is our router id");
-        }
-        if g.cluster_id
-            .is_some_and(|c| attrs.cluster_list().contains(&c))
-        {
-            return Some("CLUSTER_LIST contains our cluster id");
-        }
-        None
-    }
+/// What importing routes from one peer works on, looked up once per UPDATE
+/// (not per prefix).
+struct ImportCtx<'a> {
+    key: &'a str,
+    g: &'a GlobalCfg,
+    p: &'a mut crate::PeerEntry,
+    info: Arc<PeerInfo>,
+    rejected: &'a mut BTreeMap<String, BTreeMap<IpNet, String>>,
+    interner: &'a mut bgp_rib::Interner,
+    loc: &'a mut bgp_rib::locrib::LocRib,
+}
 
-    /// One UPDATE from `key` into its Adj-RIB-In and the Loc-RIB:
-    /// withdrawals (including RFC 7606 treat-as-withdraw), then
-    /// announcements (each an implicit withdraw of what it replaces). The
-    /// changed destinations are added to `changed` as (prefix, id), for
-    /// [`Main::propagate_ids`].
-    fn import(&mut self, key: &str, update: &Update, now: u32, changed: &mut Vec<(IpNet, u32)>) {
-        let Main {
-            peers,
-            rejected,
-            loc,
-            ..
-        } = self;
-        let Some(p) = peers.get_mut(key) else {
-            return;
-        };
-        let mut rejected = rejected.get_mut(key);
-        for n in update.withdrawals() {
-            let path_id = n.path_id.unwrap_or(0);
-            let held = p.rib_in.release(&(n.prefix, path_id));
-            if let Some(r) = rejected.as_deref_mut() {
-                r.remove(&n.prefix);
-            }
-            let o = loc.remove_id(&n.prefix, key, path_id);
-            if held || o.had {
-                p.rib_in.count(false);
-            }
-            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
-                changed.push((n.prefix, id));
-            }
-        }
-        // One attribute set for every announcement of the UPDATE with one
-        // next hop (the RIB keeps a path's next hop in its set), interned
-        // and loop-checked once; the IGP cost once per next hop too.
-        let mut last: Option<(NextHop, Arc<PathAttrs>, Prechecked)> = None;
-        for (n, nh) in update.announcements() {
-            let (a, pre) = match &last {
-                Some((x, a, pre)) if *x == nh => (a.clone(), *pre),
-                _ => {
-                    let mut a = update.attrs.clone();
-                    a.next_hop = None;
-                    a.route_next_hop = Some(nh);
-                    let pre = Prechecked {
-                        since: now,
-                        loop_check: self.global.as_ref().and_then(|g| Self::import_check(g, &a)),
-                        igp_cost: self.igp_cost(&nh),
-                    };
-                    let a = self.interner.intern(a);
-                    last = Some((nh, a.clone(), pre));
-                    (a, pre)
-                }
-            };
-            let o = self.import_route(key, n.prefix, n.path_id.unwrap_or(0), &a, pre);
-            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
-                changed.push((n.prefix, id));
-            }
-        }
-    }
-
+impl ImportCtx<'_> {
     /// Run one received route through the checks and policy into the
     /// Loc-RIB, keeping it in the peer's Adj-RIB-In only if policy rejected
     /// or changed it (else its Loc-RIB path is the received route).
-    fn import_route(
+    fn route(
         &mut self,
-        key: &str,
         prefix: IpNet,
         path_id: u32,
         attrs: &Arc<PathAttrs>,
@@ -147,28 +83,17 @@ impl Main {
         let since = pre.since;
         // Per prefix: no clone of the configuration, no allocation unless rejected.
         let igp_cost = pre.igp_cost;
-        let Main {
-            global,
-            peers,
+        let ImportCtx {
+            key,
+            g,
+            p,
+            info,
             rejected,
             interner,
             loc,
-            ..
         } = self;
-        let nothing = Outcome {
-            changed: Changed::No,
-            id: None,
-            had: false,
-        };
-        let Some(g) = global.as_ref() else {
-            return nothing;
-        };
-        let Some(p) = peers.get_mut(key) else {
-            return nothing;
-        };
-        let Some(info) = p.session.as_ref().map(|s| s.info.clone()) else {
-            return nothing;
-        };
+        let key: &str = key;
+        let info = info.clone();
         let verdict = if let Some(why) = pre.loop_check {
             bgp_policy::Verdict::Reject(bgp_policy::Reason::Other(why.to_string()))
         } else if let Some(Err(why)) = p.cfg.pod.as_ref().map(|pod| pod.check(&prefix)) {
@@ -247,6 +172,222 @@ impl Main {
             p.rib_in.count(true);
         }
         o
+    }
+}
+
+/// What exporting to one peer works on ([`Main::export_ctx`]).
+struct ExportCtx<'a> {
+    target: Target<'a>,
+    g: &'a GlobalCfg,
+    /// The attributes last built for an export filter to see.
+    memo: &'a mut Option<(Arc<PathAttrs>, Rewrite, PathAttrs)>,
+    interner: &'a mut bgp_rib::Interner,
+}
+
+impl ExportCtx<'_> {
+    /// What the peer should have for `prefix` whose best path is `best`.
+    fn path(&mut self, prefix: &IpNet, best: &Path) -> Option<OutRoute> {
+        // A filter that decides by the prefix alone (a reject-all one,
+        // prefix rules) needs no attributes built as they would be sent.
+        let by_prefix = if self.target.cfg.filters.is_empty() {
+            Some(bgp_policy::Verdict::Accept(None))
+        } else {
+            bgp_policy::evaluate_by_prefix(
+                &self.target.cfg.filters,
+                bgp_policy::Direction::Export,
+                prefix,
+            )
+        };
+        if let Some(v) = by_prefix {
+            return match v {
+                bgp_policy::Verdict::Reject(_) => None,
+                _ => export(prefix, best, &self.target, self.g),
+            };
+        }
+        let out = export(prefix, best, &self.target, self.g)?;
+        // A filter sees the attributes as they would be sent. They depend
+        // on the set and the rewrite only, and runs of prefixes share both:
+        // the last ones built are kept (with the set, so that its address
+        // cannot name another set meanwhile).
+        let memo = &mut *self.memo;
+        let fresh = memo
+            .as_ref()
+            .is_none_or(|(a, r, _)| !Arc::ptr_eq(a, &out.attrs) || *r != out.rewrite);
+        if fresh {
+            *memo = Some((out.attrs.clone(), out.rewrite, out.sent_attrs()));
+        }
+        let sent = &memo.as_ref()?.2;
+        match bgp_policy::evaluate(
+            &self.target.cfg.filters,
+            bgp_policy::Direction::Export,
+            prefix,
+            sent,
+            self.g.asn,
+        ) {
+            bgp_policy::Verdict::Reject(_) => None,
+            bgp_policy::Verdict::Accept(None) => Some(out),
+            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute {
+                attrs: self.interner.intern(a),
+                rewrite: Rewrite::AsIs,
+                next_hop: out.next_hop,
+            }),
+        }
+    }
+}
+
+impl Main {
+    // ---------------------------------------------------------------- import
+
+    fn igp_cost(&self, nh: &NextHop) -> Option<u32> {
+        match &self.resolver {
+            Some(r) => r.resolve(nh.addr()).map(|r| r.cost),
+            // No kernel to ask: every next hop counts as reachable.
+            None => Some(0),
+        }
+    }
+
+    /// Why a route from `info` must not enter the Loc-RIB (RFC 4271 §9.1.2, RFC 4456 §8).
+    fn import_check(g: &GlobalCfg, attrs: &PathAttrs) -> Option<&'static str> {
+        if attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)) {
+            return Some("AS path contains our AS");
+        }
+        if attrs.originator_id() == Some(g.router_id) {
+            return Some("ORIGINATOR_ID is our router id");
+        }
+        if g.cluster_id
+            .is_some_and(|c| attrs.cluster_list().contains(&c))
+        {
+            return Some("CLUSTER_LIST contains our cluster id");
+        }
+        None
+    }
+
+    /// One UPDATE from `key` into its Adj-RIB-In and the Loc-RIB:
+    /// withdrawals (including RFC 7606 treat-as-withdraw), then
+    /// announcements (each an implicit withdraw of what it replaces). The
+    /// changed destinations are added to `changed` as (prefix, id), for
+    /// [`Main::propagate_ids`].
+    fn import(
+        &mut self,
+        key: &str,
+        update: &mut Update,
+        now: u32,
+        changed: &mut Vec<(IpNet, u32)>,
+    ) {
+        let Main {
+            global,
+            peers,
+            rejected,
+            interner,
+            loc,
+            resolver,
+            ..
+        } = self;
+        let Some(p) = peers.get_mut(key) else {
+            return;
+        };
+        let mut rej = rejected.get_mut(key);
+        for n in update.withdrawals() {
+            let path_id = n.path_id.unwrap_or(0);
+            let held = p.rib_in.release(&(n.prefix, path_id));
+            if let Some(r) = rej.as_deref_mut() {
+                r.remove(&n.prefix);
+            }
+            let o = loc.remove_id(&n.prefix, key, path_id);
+            if held || o.had {
+                p.rib_in.count(false);
+            }
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
+                changed.push((n.prefix, id));
+            }
+        }
+        let (Some(g), Some(info)) = (global.as_ref(), p.session.as_ref().map(|s| s.info.clone()))
+        else {
+            return;
+        };
+        let mut ctx = ImportCtx {
+            key,
+            g,
+            p,
+            info,
+            rejected,
+            interner,
+            loc,
+        };
+        // One attribute set for every announcement of the UPDATE with one
+        // next hop (the RIB keeps a path's next hop in its set), interned
+        // and loop-checked once; the IGP cost once per next hop too. The
+        // UPDATE's own set becomes the first one (not copied).
+        let mut template = Some(std::mem::take(&mut update.attrs));
+        update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
+        let mut last: Option<(NextHop, Arc<PathAttrs>, Prechecked)> = None;
+        for (n, nh) in update.announcements() {
+            let (a, pre) = match &last {
+                Some((x, a, pre)) if *x == nh => (a.clone(), *pre),
+                _ => {
+                    let mut a = match (template.take(), &last) {
+                        (Some(t), _) => t,
+                        (None, Some((_, a, _))) => PathAttrs::clone(a),
+                        (None, None) => unreachable!("the template goes with the first set"),
+                    };
+                    a.next_hop = None;
+                    a.route_next_hop = Some(nh);
+                    let pre = Prechecked {
+                        since: now,
+                        loop_check: Self::import_check(ctx.g, &a),
+                        igp_cost: igp_cost(resolver.as_ref(), &nh),
+                    };
+                    let a = ctx.interner.intern(a);
+                    last = Some((nh, a.clone(), pre));
+                    (a, pre)
+                }
+            };
+            let o = ctx.route(n.prefix, n.path_id.unwrap_or(0), &a, pre);
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
+                changed.push((n.prefix, id));
+            }
+        }
+    }
+
+    /// [`ImportCtx::route`] of one route from `key` (outside an UPDATE).
+    fn import_route(
+        &mut self,
+        key: &str,
+        prefix: IpNet,
+        path_id: u32,
+        attrs: &Arc<PathAttrs>,
+        pre: Prechecked,
+    ) -> Outcome {
+        let Main {
+            global,
+            peers,
+            rejected,
+            interner,
+            loc,
+            ..
+        } = self;
+        let nothing = Outcome {
+            changed: Changed::No,
+            id: None,
+            had: false,
+        };
+        let Some(p) = peers.get_mut(key) else {
+            return nothing;
+        };
+        let (Some(g), Some(info)) = (global.as_ref(), p.session.as_ref().map(|s| s.info.clone()))
+        else {
+            return nothing;
+        };
+        ImportCtx {
+            key,
+            g,
+            p,
+            info,
+            rejected,
+            interner,
+            loc,
+        }
+        .route(prefix, path_id, attrs, pre)
     }
 
     /// A peer's whole Adj-RIB-In, as received: the routes it holds (rejected
@@ -473,10 +614,10 @@ impl Main {
         // (they came in one UPDATE). Without an export filter (which may
         // look at the prefix), the same inputs give the same route: the
         // last result is reused.
-        let reuse = self
-            .peers
-            .get(key)
-            .is_some_and(|p| p.cfg.filters.is_empty());
+        let mut ctx = self.export_ctx(key);
+        let reuse = ctx
+            .as_ref()
+            .is_some_and(|c| c.target.cfg.filters.is_empty());
         let mut last: Option<(ExportInput, Option<OutRoute>)> = None;
         dests
             .iter()
@@ -486,7 +627,7 @@ impl Main {
                     match &last {
                         Some((i, out)) if reuse && *i == input => out.clone(),
                         _ => {
-                            let out = self.export_path(key, p, b);
+                            let out = ctx.as_mut().and_then(|c| c.path(p, b));
                             last = Some((input, out.clone()));
                             out
                         }
@@ -553,52 +694,34 @@ impl Main {
         }
     }
 
-    /// What `key` should have for `prefix` whose best path is `best`.
-    fn export_path(&mut self, key: &str, prefix: &IpNet, best: &Path) -> Option<OutRoute> {
-        let g = self.global.as_ref()?;
-        let p = self.peers.get_mut(key)?;
+    /// What exporting to `key` works on, looked up once for many prefixes
+    /// (none: no such peer, no session, no configuration).
+    fn export_ctx<'a>(&'a mut self, key: &'a str) -> Option<ExportCtx<'a>> {
+        let Main {
+            global,
+            peers,
+            sent_memo,
+            interner,
+            ..
+        } = self;
+        let g = global.as_ref()?;
+        let p = peers.get(key)?;
         let s = p.session.as_ref()?;
-        let target = Target {
-            key,
-            cfg: &p.cfg,
-            neg: &s.neg,
-            local: s.local,
-        };
-        let out = export(prefix, best, &target, g)?;
-        if p.cfg.filters.is_empty() {
-            return Some(out);
-        }
-        // A filter sees the attributes as they would be sent. They depend
-        // on the set and the rewrite only, and runs of prefixes share both:
-        // the last ones built are kept (with the set, so that its address
-        // cannot name another set meanwhile).
-        let memo = &mut self.sent_memo;
-        let fresh = memo
-            .as_ref()
-            .is_none_or(|(a, r, _)| !Arc::ptr_eq(a, &out.attrs) || *r != out.rewrite);
-        if fresh {
-            *memo = Some((out.attrs.clone(), out.rewrite, out.sent_attrs()));
-        }
-        let sent = &memo.as_ref()?.2;
-        match bgp_policy::evaluate(
-            &p.cfg.filters,
-            bgp_policy::Direction::Export,
-            prefix,
-            sent,
-            g.asn,
-        ) {
-            bgp_policy::Verdict::Reject(_) => None,
-            bgp_policy::Verdict::Accept(None) => Some(out),
-            bgp_policy::Verdict::Accept(Some(a)) => Some(OutRoute {
-                attrs: self.interner.intern(a),
-                rewrite: Rewrite::AsIs,
-                next_hop: out.next_hop,
-            }),
-        }
+        Some(ExportCtx {
+            target: Target {
+                key,
+                cfg: &p.cfg,
+                neg: &s.neg,
+                local: s.local,
+            },
+            g,
+            memo: sent_memo,
+            interner,
+        })
     }
 
     /// What `key` is sent for `prefix` whose best path is `best`, as sent
-    /// (next hop and attributes): [`Main::export_path`] without interning
+    /// (next hop and attributes): [`ExportCtx::path`] without interning
     /// what an export filter changes, for reading what a peer holds.
     pub(crate) fn advertised(
         &self,
@@ -739,10 +862,11 @@ impl Main {
             .map(|(p, id, d)| (p, id, d.best().cloned()))
             .collect();
         dests.sort_unstable_by_key(|(p, _, _)| *p);
+        let mut ctx = self.export_ctx(key);
         dests
             .into_iter()
             .map(|(p, id, best)| {
-                let out = best.and_then(|b| self.export_path(key, &p, &b));
+                let out = best.and_then(|b| ctx.as_mut()?.path(&p, &b));
                 (p, id, out)
             })
             .collect()
@@ -785,7 +909,7 @@ impl Main {
             .unwrap_or(0);
         let mut changed = Vec::new();
         let mut touched: Vec<String> = Vec::new();
-        for (key, gen, update) in batch {
+        for (key, gen, mut update) in batch {
             let Some(p) = self.peers.get_mut(&key) else {
                 continue;
             };
@@ -808,7 +932,7 @@ impl Main {
                     warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
                 }
             }
-            self.import(&key, &update, now, &mut changed);
+            self.import(&key, &mut update, now, &mut changed);
             if let Some(p) = self.peers.get(&key) {
                 status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
             }

@@ -506,3 +506,94 @@ fn the_ipv4_index_packs_prefix_and_id_in_one_word() {
     );
     assert_eq!(ix.len(), 4);
 }
+
+/// A path from peer `i` (198.18.3.i, AS 65000 + i % 4) with the given
+/// LOCAL_PREF, AS path length and MED.
+fn varied(i: u32, lp: u32, len: usize, med: u32) -> Path {
+    let key = format!("198.18.3.{i}");
+    let asn = 65000 + i % 4;
+    let mut a = attrs(&vec![asn; len]);
+    a.local_pref = Some(lp);
+    a.med = Some(med);
+    path(peer(&key, asn, &key, i.is_multiple_of(3)), a, &key)
+}
+
+/// Paths are put in their place one by one (not sorted again on every
+/// change): after any sequence of announcements, replacements and
+/// withdrawals, the order is the one a full sort gives (with
+/// always-compare-med, where the comparison is a total order).
+#[test]
+fn incremental_order_is_the_full_sort_order() {
+    let cfg = BestCfg {
+        always_compare_med: true,
+        max_paths_ebgp: 4,
+        max_paths_ibgp: 4,
+    };
+    let mut rib = LocRib::new(cfg);
+    let p: IpNet = "198.18.4.0/24".parse().unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n) as u32
+    };
+    let mut changes = 0;
+    for step in 0..3000 {
+        let i = 1 + rnd(30);
+        if rnd(4) == 0 {
+            rib.remove(&p, &format!("198.18.3.{i}"), 0);
+        } else {
+            let c = rib.upsert(p, varied(i, 100 + rnd(3) * 50, 1 + rnd(4) as usize, rnd(3)));
+            changes += (c == Changed::Yes) as u32;
+        }
+        let Some(d) = rib.get(&p) else { continue };
+        let mut sorted = d.paths.clone();
+        let sel = crate::best::select(&mut sorted, &cfg);
+        let keys = |v: &[Path]| {
+            v.iter()
+                .map(|p| p.source.key().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&d.paths), keys(&sorted), "step {step}");
+        assert_eq!(d.selected, sel, "step {step}");
+        for w in d.paths.windows(2) {
+            assert_ne!(
+                compare(&w[0], &w[1], &cfg).0,
+                Ordering::Greater,
+                "step {step}"
+            );
+        }
+    }
+    assert!(changes > 100 && changes < 2800, "{changes} changes");
+}
+
+/// MED compared only within a neighbour AS is not a total order: three
+/// paths can beat each other in a circle. Selecting among 64 such paths,
+/// again and again, must neither panic (the standard library's sorts may,
+/// given a comparison that is not a total order: the old `sort_by` did
+/// here) nor lose a path.
+#[test]
+fn a_med_cycle_among_many_paths_neither_panics_nor_loses_paths() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "198.18.5.0/24".parse().unwrap();
+    for i in 1..=64 {
+        // Same length and LOCAL_PREF: MED (within an AS), eBGP over iBGP,
+        // age and router id decide, in a circle across ASes.
+        rib.upsert(p, varied(i, 100, 2, (i * 7919) % 13));
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..500 {
+        // Shuffled costs and weights: every round orders the circle afresh.
+        rib.refresh(&p, |p| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            p.igp_cost = Some((x % 2) as u32).into();
+            p.weight = (x >> 8) as u32 % 2;
+        });
+        let d = rib.get(&p).unwrap();
+        assert_eq!(d.paths.len(), 64);
+        assert!(d.best().is_some());
+    }
+}

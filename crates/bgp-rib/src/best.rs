@@ -199,7 +199,7 @@ pub enum Step {
 ///
 /// Not a total order: MED is compared only between paths from the same
 /// neighbour AS (RFC 4271 §9.1.2.2 c), so three paths can beat each other
-/// in a circle. [`select`] and [`insert_sorted`] never assume it is one.
+/// in a circle. [`select`] and [`insert_position`] never assume it is one.
 pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
     use Ordering::*;
     macro_rules! step {

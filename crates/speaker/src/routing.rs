@@ -67,6 +67,8 @@ struct ImportCtx<'a> {
     rejected: &'a mut BTreeMap<String, BTreeMap<IpNet, String>>,
     interner: &'a mut bgp_rib::Interner,
     loc: &'a mut bgp_rib::locrib::LocRib,
+    /// Next-hop resolution (none: no kernel to ask).
+    resolver: Option<&'a fib::Resolver>,
 }
 
 impl ImportCtx<'_> {
@@ -91,6 +93,7 @@ impl ImportCtx<'_> {
             rejected,
             interner,
             loc,
+            ..
         } = self;
         let key: &str = key;
         let info = info.clone();
@@ -238,12 +241,30 @@ impl ExportCtx<'_> {
 impl Main {
     // ---------------------------------------------------------------- import
 
-    fn igp_cost(&self, nh: &NextHop) -> Option<u32> {
-        match &self.resolver {
-            Some(r) => r.resolve(nh.addr()).map(|r| r.cost),
-            // No kernel to ask: every next hop counts as reachable.
-            None => Some(0),
-        }
+    /// What importing from `key` works on (none: no such peer, no
+    /// session, no configuration).
+    fn import_ctx<'a>(&'a mut self, key: &'a str) -> Option<ImportCtx<'a>> {
+        let Main {
+            global,
+            peers,
+            rejected,
+            interner,
+            loc,
+            resolver,
+            ..
+        } = self;
+        let p = peers.get_mut(key)?;
+        let info = p.session.as_ref()?.info.clone();
+        Some(ImportCtx {
+            key,
+            g: global.as_ref()?,
+            p,
+            info,
+            rejected,
+            interner,
+            loc,
+            resolver: resolver.as_ref(),
+        })
     }
 
     /// Why a route from `info` must not enter the Loc-RIB (RFC 4271 §9.1.2, RFC 4456 §8).
@@ -275,12 +296,9 @@ impl Main {
         changed: &mut Vec<(IpNet, u32)>,
     ) {
         let Main {
-            global,
             peers,
             rejected,
-            interner,
             loc,
-            resolver,
             ..
         } = self;
         let Some(p) = peers.get_mut(key) else {
@@ -301,23 +319,14 @@ impl Main {
                 changed.push((n.prefix, id));
             }
         }
-        let (Some(g), Some(info)) = (global.as_ref(), p.session.as_ref().map(|s| s.info.clone()))
-        else {
+        let Some(mut ctx) = self.import_ctx(key) else {
             return;
-        };
-        let mut ctx = ImportCtx {
-            key,
-            g,
-            p,
-            info,
-            rejected,
-            interner,
-            loc,
         };
         // One attribute set for every announcement of the UPDATE with one
         // next hop (the RIB keeps a path's next hop in its set), interned
         // and loop-checked once; the IGP cost once per next hop too. The
-        // UPDATE's own set becomes the first one (not copied).
+        // UPDATE's own set becomes the first one (not copied); the UPDATE
+        // keeps its classic next hop, which `announcements` reads.
         let mut template = Some(std::mem::take(&mut update.attrs));
         update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
         let mut last: Option<(NextHop, Arc<PathAttrs>, Prechecked)> = None;
@@ -325,17 +334,18 @@ impl Main {
             let (a, pre) = match &last {
                 Some((x, a, pre)) if *x == nh => (a.clone(), *pre),
                 _ => {
-                    let mut a = match (template.take(), &last) {
-                        (Some(t), _) => t,
-                        (None, Some((_, a, _))) => PathAttrs::clone(a),
-                        (None, None) => unreachable!("the template goes with the first set"),
-                    };
+                    // (After the first set, the others are copies of it.)
+                    let mut a = template.take().unwrap_or_else(|| {
+                        last.as_ref()
+                            .map(|(_, a, _)| PathAttrs::clone(a))
+                            .unwrap_or_default()
+                    });
                     a.next_hop = None;
                     a.route_next_hop = Some(nh);
                     let pre = Prechecked {
                         since: now,
                         loop_check: Self::import_check(ctx.g, &a),
-                        igp_cost: igp_cost(resolver.as_ref(), &nh),
+                        igp_cost: igp_cost(ctx.resolver, &nh),
                     };
                     let a = ctx.interner.intern(a);
                     last = Some((nh, a.clone(), pre));
@@ -358,36 +368,14 @@ impl Main {
         attrs: &Arc<PathAttrs>,
         pre: Prechecked,
     ) -> Outcome {
-        let Main {
-            global,
-            peers,
-            rejected,
-            interner,
-            loc,
-            ..
-        } = self;
-        let nothing = Outcome {
-            changed: Changed::No,
-            id: None,
-            had: false,
-        };
-        let Some(p) = peers.get_mut(key) else {
-            return nothing;
-        };
-        let (Some(g), Some(info)) = (global.as_ref(), p.session.as_ref().map(|s| s.info.clone()))
-        else {
-            return nothing;
-        };
-        ImportCtx {
-            key,
-            g,
-            p,
-            info,
-            rejected,
-            interner,
-            loc,
+        match self.import_ctx(key) {
+            Some(mut ctx) => ctx.route(prefix, path_id, attrs, pre),
+            None => Outcome {
+                changed: Changed::No,
+                id: None,
+                had: false,
+            },
         }
-        .route(prefix, path_id, attrs, pre)
     }
 
     /// A peer's whole Adj-RIB-In, as received: the routes it holds (rejected
@@ -427,7 +415,7 @@ impl Main {
                     .global
                     .as_ref()
                     .and_then(|g| Self::import_check(g, &r.attrs)),
-                igp_cost: self.igp_cost(&r.next_hop()),
+                igp_cost: igp_cost(self.resolver.as_ref(), &r.next_hop()),
             };
             let o = self.import_route(key, prefix, path_id, &r.attrs, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {

@@ -56,7 +56,7 @@ pub struct LocRib {
     v4: V4Index,
     v6: hashbrown::HashMap<Ipv6Net, u32>,
     /// By id; the slot of a pruned id is empty until the id is reused.
-    dests: Vec<Dest>,
+    dests: Slab,
     pub cfg: BestCfg,
     seq: u64,
     /// Ids of pruned destinations, for reuse; then `dests.len()` onwards.
@@ -69,6 +69,48 @@ pub struct LocRib {
 /// IPv4 index entry is one `u64`); past it, new prefixes are not taken.
 pub const MAX_DESTS: usize = 1 << ID_BITS;
 const ID_BITS: u32 = 26;
+
+/// The destinations by id, in chunks of a fixed size: growing never moves
+/// (nor copies) the ones there, so the table never exists twice while it
+/// grows (a `Vec` of 1M destinations is 56 MiB, and an allocator that
+/// copies to grow it holds 84 MiB for a moment), and no destination moves
+/// under a reference.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Box<[Dest]>>,
+    len: usize,
+}
+
+const CHUNK_BITS: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+impl Slab {
+    fn len(&self) -> usize {
+        self.len
+    }
+    /// Add a default destination, returning its index.
+    fn push_default(&mut self) -> usize {
+        if self.len == self.chunks.len() * CHUNK {
+            self.chunks
+                .push((0..CHUNK).map(|_| Dest::default()).collect());
+        }
+        self.len += 1;
+        self.len - 1
+    }
+}
+
+impl std::ops::Index<usize> for Slab {
+    type Output = Dest;
+    fn index(&self, i: usize) -> &Dest {
+        &self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slab {
+    fn index_mut(&mut self, i: usize) -> &mut Dest {
+        &mut self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+}
 
 /// IPv4 prefix -> destination id, each entry one `u64`: address (32 bits),
 /// length (6), id (26). 9 bytes a bucket with hashbrown's control byte, 13
@@ -280,8 +322,7 @@ impl LocRib {
                 return None;
             }
             created = true;
-            dests.push(Dest::default());
-            Some(dests.len() as u32 - 1)
+            Some(dests.push_default() as u32)
         };
         let id = match prefix {
             IpNet::V4(p) => self.v4.get_or_insert_with(&p, new_id),

@@ -597,3 +597,56 @@ fn a_med_cycle_among_many_paths_neither_panics_nor_loses_paths() {
         assert!(d.best().is_some());
     }
 }
+
+/// Destinations past the first chunks of the slab (ids above 1024, 2048),
+/// pruned and their ids reused, stay where their ids say.
+#[test]
+fn ids_across_slab_chunks_name_their_destinations() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let prefix = |i: u32| {
+        IpNet::V4(Ipv4Net::new(std::net::Ipv4Addr::from(0xC612_0000 + (i << 8)), 24).unwrap())
+    };
+    let mut ids = Vec::new();
+    for i in 0..3000 {
+        let o = rib.upsert_id(prefix(i), ebgp("192.0.2.1", 65000 + i));
+        ids.push(o.id.unwrap());
+    }
+    // Every id is distinct and names its own prefix's path.
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3000);
+    for (i, id) in ids.iter().enumerate() {
+        let asn = rib
+            .by_id(*id)
+            .best()
+            .unwrap()
+            .attrs
+            .as_path
+            .as_ref()
+            .unwrap()
+            .first();
+        assert_eq!(asn, Some(65000 + i as u32));
+        assert_eq!(rib.id(&prefix(i as u32)), Some(*id));
+    }
+    // Free every other one past 1000, then add new prefixes: they reuse
+    // those ids, and the others are untouched.
+    let gone: Vec<IpNet> = (1000..3000).step_by(2).map(prefix).collect();
+    for p in &gone {
+        rib.remove(p, "192.0.2.1", 0);
+    }
+    let freed = rib.prune(&gone);
+    assert_eq!(freed.len(), 1000);
+    for i in 3000..4000 {
+        let o = rib.upsert_id(prefix(i), ebgp("192.0.2.1", 65000 + i));
+        assert!(freed.contains(&o.id.unwrap()));
+    }
+    for i in (0..4000).filter(|i| *i < 1000 || *i >= 3000 || i % 2 == 1) {
+        let d = rib.get(&prefix(i)).unwrap();
+        assert_eq!(
+            d.best().unwrap().attrs.as_path.as_ref().unwrap().first(),
+            Some(65000 + i)
+        );
+    }
+    assert_eq!(rib.len(), 3000);
+}

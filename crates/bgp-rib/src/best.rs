@@ -1,7 +1,7 @@
 //! Best-path selection (RFC 4271 §9.1.2.2 and the usual extensions), one
 //! function per step so that each tie-break can be tested on its own.
 //!
-//! Order: next hop reachable → weight → LOCAL_PREF → locally originated →
+//! Order: next hop reachable → LOCAL_PREF → locally originated →
 //! AS_PATH length → ORIGIN → MED (same neighbour AS, or always-compare) →
 //! eBGP over iBGP → IGP cost to the next hop → oldest eBGP path →
 //! router id (ORIGINATOR_ID when reflected) → CLUSTER_LIST length → peer address.
@@ -69,19 +69,18 @@ pub struct Path {
     pub path_id: u32,
     /// Interned; with the path's next hop as its `route_next_hop` (see [`Path::next_hop`]).
     pub attrs: Arc<PathAttrs>,
-    /// Local weight (not a BGP attribute), higher wins.
-    pub weight: u32,
     /// IGP cost to the next hop; unresolved: the path is not eligible.
     pub igp_cost: IgpCost,
-    /// Arrival order: lower is older.
-    pub seq: u64,
+    /// Arrival order: lower is older (the Loc-RIB numbers its paths again,
+    /// in the same order, before this wraps).
+    pub seq: u32,
     /// When it was received (Unix seconds; 0 for local paths), as shown.
     pub since: u32,
 }
 
 /// An IGP cost to a next hop, or none (unresolvable): an `Option<u32>` in
 /// four bytes (a cost of `u32::MAX` is taken as `u32::MAX - 1`), so that a
-/// path is 40 bytes, not 48.
+/// path is 32 bytes, not 40.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IgpCost(u32);
 
@@ -177,7 +176,6 @@ impl Default for BestCfg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Reachability,
-    Weight,
     LocalPref,
     LocallyOriginated,
     AsPathLength,
@@ -211,7 +209,6 @@ pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
         };
     }
     step!(Step::Reachability, b.eligible().cmp(&a.eligible()));
-    step!(Step::Weight, b.weight.cmp(&a.weight));
     step!(Step::LocalPref, b.local_pref().cmp(&a.local_pref()));
     step!(Step::LocallyOriginated, b.is_local().cmp(&a.is_local()));
     step!(Step::AsPathLength, a.as_path_len().cmp(&b.as_path_len()));
@@ -251,7 +248,6 @@ pub fn multipath_equal(a: &Path, b: &Path) -> bool {
     b.eligible()
         && !a.is_local()
         && !b.is_local()
-        && a.weight == b.weight
         && a.local_pref() == b.local_pref()
         && a.as_path_len() == b.as_path_len()
         && a.origin() == b.origin()

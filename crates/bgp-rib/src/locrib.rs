@@ -58,7 +58,8 @@ pub struct LocRib {
     /// By id; the slot of a pruned id is empty until the id is reused.
     dests: Slab,
     pub cfg: BestCfg,
-    seq: u64,
+    /// The last arrival number given (see [`LocRib::next_seq`]).
+    seq: u32,
     /// Ids of pruned destinations, for reuse; then `dests.len()` onwards.
     free_ids: Vec<u32>,
     /// Destinations with no path, not yet pruned.
@@ -300,6 +301,34 @@ impl LocRib {
         }
     }
 
+    /// The next arrival number. Four bytes a path, not eight: when they
+    /// run out (after four billion changes) every path is numbered again
+    /// from 1 in the order it had, so ages compare as before.
+    fn next_seq(&mut self) -> u32 {
+        if self.seq == u32::MAX {
+            self.renumber();
+        }
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Number the paths again 1, 2, ... keeping their order of arrival.
+    fn renumber(&mut self) {
+        let mut seqs: Vec<u32> = Vec::new();
+        for i in 0..self.dests.len() {
+            seqs.extend(self.dests[i].paths.iter().map(|p| p.seq));
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        for i in 0..self.dests.len() {
+            for p in self.dests[i].paths.iter_mut() {
+                // (Every seq is in `seqs`.)
+                p.seq = seqs.binary_search(&p.seq).map_or(0, |r| r as u32 + 1);
+            }
+        }
+        self.seq = seqs.len() as u32;
+    }
+
     /// Add or replace the path from (source, path id).
     pub fn upsert(&mut self, prefix: IpNet, path: Path) -> Changed {
         self.upsert_id(prefix, path).changed
@@ -308,9 +337,8 @@ impl LocRib {
     /// [`LocRib::upsert`], also saying which destination and whether the
     /// path replaced one from the same (source, path id).
     pub fn upsert_id(&mut self, prefix: IpNet, mut path: Path) -> Outcome {
-        self.seq += 1;
+        let seq = self.next_seq();
         let cfg = self.cfg;
-        let seq = self.seq;
         let (free_ids, dests) = (&mut self.free_ids, &mut self.dests);
         let mut created = false;
         let mut new_id = || {

@@ -37,7 +37,6 @@ fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
             route_next_hop: Some(NextHop::V4(nh.parse().unwrap())),
             ..a
         }),
-        weight: 0,
         igp_cost: Some(0).into(),
         seq: 0,
         since: 0,
@@ -57,12 +56,11 @@ fn every_tie_break_step_in_order() {
 
     let mut unreach = ebgp("192.0.2.2", 65001);
     unreach.igp_cost = IgpCost::UNRESOLVED;
-    unreach.weight = 100; // reachability comes before everything
+    unreach.attrs = Arc::new(PathAttrs {
+        local_pref: Some(500), // reachability comes before everything
+        ..PathAttrs::clone(&unreach.attrs)
+    });
     cases.push((Step::Reachability, base(), unreach));
-
-    let mut w = base();
-    w.weight = 10;
-    cases.push((Step::Weight, w, ebgp("192.0.2.2", 65001)));
 
     let mut lp = base();
     lp.attrs = Arc::new(PathAttrs {
@@ -584,13 +582,13 @@ fn a_med_cycle_among_many_paths_neither_panics_nor_loses_paths() {
     }
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for _ in 0..500 {
-        // Shuffled costs and weights: every round orders the circle afresh.
+        // Shuffled costs and ages: every round orders the circle afresh.
         rib.refresh(&p, |p| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             p.igp_cost = Some((x % 2) as u32).into();
-            p.weight = (x >> 8) as u32 % 2;
+            p.seq = (x >> 8) as u32 % 64;
         });
         let d = rib.get(&p).unwrap();
         assert_eq!(d.paths.len(), 64);
@@ -649,4 +647,39 @@ fn ids_across_slab_chunks_name_their_destinations() {
         );
     }
     assert_eq!(rib.len(), 3000);
+}
+
+/// When the arrival numbers run out, the paths are numbered again in the
+/// order they had: the oldest eBGP path still wins, new ones count as newer.
+#[test]
+fn arrival_numbers_wrap_without_changing_ages() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "198.18.6.0/24".parse().unwrap();
+    let q: IpNet = "198.18.7.0/24".parse().unwrap();
+    // Equal through the IGP cost: the age decides (oldest eBGP path).
+    let same = |key: &str, rid: &str| path(peer(key, 65001, rid, false), attrs(&[65001]), key);
+    rib.seq = u32::MAX - 3;
+    rib.upsert(p, same("192.0.2.1", "192.0.2.9"));
+    rib.upsert(q, same("192.0.2.3", "192.0.2.9"));
+    rib.upsert(p, same("192.0.2.2", "192.0.2.8"));
+    assert_eq!(rib.seq, u32::MAX);
+    let best =
+        |rib: &LocRib, x: &IpNet| rib.get(x).unwrap().best().unwrap().source.key().to_string();
+    assert_eq!(best(&rib, &p), "192.0.2.1");
+    // This one wraps: the three paths are renumbered 1..=3, it gets 4.
+    rib.upsert(q, same("192.0.2.4", "192.0.2.1"));
+    assert_eq!(rib.seq, 4);
+    rib.upsert(p, same("192.0.2.5", "192.0.2.1"));
+    assert_eq!(rib.seq, 5);
+    let seqs: Vec<u32> = rib.get(&p).unwrap().paths.iter().map(|x| x.seq).collect();
+    assert_eq!(seqs, vec![1, 3, 5]);
+    // The oldest still wins over a lower router id, in both prefixes.
+    assert_eq!(best(&rib, &p), "192.0.2.1");
+    assert_eq!(best(&rib, &q), "192.0.2.3");
+    rib.upsert(q, same("192.0.2.6", "192.0.2.1"));
+    assert_eq!(best(&rib, &q), "192.0.2.3");
+    assert_eq!(
+        rib.get(&q).unwrap().paths.iter().map(|x| x.seq).max(),
+        Some(6)
+    );
 }

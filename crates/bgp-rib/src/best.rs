@@ -272,6 +272,11 @@ impl Selected {
     pub const fn new() -> Self {
         Selected(0)
     }
+    /// The selection of a destination's only path: it, if eligible
+    /// (what [`multipath_set`] gives for one path).
+    pub const fn single(eligible: bool) -> Self {
+        Selected(eligible as u64)
+    }
     fn with(self, i: usize) -> Self {
         Selected(self.0 | 1 << i)
     }
@@ -290,7 +295,7 @@ impl Selected {
         self.iter().nth(n)
     }
     /// The selected indices, best first.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = usize> + use<> {
         let mut bits = self.0;
         std::iter::from_fn(move || {
             if bits == 0 {

@@ -10,22 +10,151 @@
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::best::{select, BestCfg, Path};
+use crate::best::{select, BestCfg, Path, Selected};
 
-/// All paths to one prefix; `paths[selected[0]]` is the best path.
+/// All paths to one prefix, ordered best first (see [`crate::best::select`]),
+/// and which of them are selected (the best path and its multipath set).
+///
+/// 32 bytes: one path is held inline (almost every prefix has one, and its
+/// selection is whether it is eligible); more live in one allocation with
+/// their selection.
 #[derive(Debug, Clone, Default)]
 pub struct Dest {
-    /// Inline when there is one path (almost every prefix): no allocation.
-    pub paths: smallvec::SmallVec<[Path; 1]>,
-    pub selected: crate::best::Selected,
+    paths: Paths,
+}
+
+/// (Two variants, not three: a path's attribute set pointer has one
+/// invalid value, which tells them apart, so this is no wider than a path.)
+#[derive(Debug, Clone)]
+enum Paths {
+    One(Path),
+    /// None: no path (a destination emptied, not pruned yet, or a free slot).
+    Many(Option<Box<Many>>),
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths::Many(None)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Many {
+    selected: Selected,
+    paths: Vec<Path>,
 }
 
 impl Dest {
+    /// The paths, best first.
+    pub fn paths(&self) -> &[Path] {
+        match &self.paths {
+            Paths::Many(None) => &[],
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(Some(m)) => &m.paths,
+        }
+    }
+    fn paths_mut(&mut self) -> &mut [Path] {
+        match &mut self.paths {
+            Paths::Many(None) => &mut [],
+            Paths::One(p) => std::slice::from_mut(p),
+            Paths::Many(Some(m)) => &mut m.paths,
+        }
+    }
+    /// Indexes into [`Dest::paths`] of the best path and its multipath set.
+    pub fn selected(&self) -> Selected {
+        match &self.paths {
+            Paths::Many(None) => Selected::new(),
+            Paths::One(p) => Selected::single(p.eligible()),
+            Paths::Many(Some(m)) => m.selected,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        matches!(self.paths, Paths::Many(None))
+    }
     pub fn best(&self) -> Option<&Path> {
-        self.selected.first().map(|i| &self.paths[i])
+        self.selected().first().map(|i| &self.paths()[i])
     }
     pub fn multipath(&self) -> impl Iterator<Item = &Path> {
-        self.selected.iter().map(|i| &self.paths[i])
+        let paths = self.paths();
+        self.selected().iter().map(move |i| &paths[i])
+    }
+    /// Choose the selection again (after the paths changed).
+    fn select(&mut self, cfg: &BestCfg) {
+        if let Paths::Many(Some(m)) = &mut self.paths {
+            m.selected = crate::best::multipath_set(&m.paths, cfg);
+        }
+    }
+    /// Order all paths again and select.
+    fn sort(&mut self, cfg: &BestCfg) {
+        if let Paths::Many(Some(m)) = &mut self.paths {
+            m.selected = select(&mut m.paths, cfg);
+        }
+    }
+    /// Put `path` at index `at` (then [`Dest::select`]).
+    fn insert(&mut self, at: usize, path: Path) {
+        self.paths = match std::mem::take(&mut self.paths) {
+            Paths::Many(None) => Paths::One(path),
+            Paths::One(p) => {
+                let mut paths = Vec::with_capacity(2);
+                paths.push(p);
+                paths.insert(at, path);
+                Paths::Many(Some(Box::new(Many {
+                    selected: Selected::new(),
+                    paths,
+                })))
+            }
+            Paths::Many(Some(mut m)) => {
+                // Grown two paths at a time, not doubled: ten paths take
+                // ten slots, not sixteen (scenario (b): 100k prefixes from
+                // ten peers each), in five moves.
+                if m.paths.len() == m.paths.capacity() {
+                    m.paths.reserve_exact(2);
+                }
+                m.paths.insert(at, path);
+                Paths::Many(Some(m))
+            }
+        };
+    }
+    /// Take out the path at `j`, to put it (or its replacement) back with
+    /// [`Dest::insert`] (the storage is kept).
+    fn take(&mut self, j: usize) -> Option<Path> {
+        match std::mem::take(&mut self.paths) {
+            Paths::Many(None) => None,
+            Paths::One(p) => Some(p),
+            Paths::Many(Some(mut m)) => {
+                let p = (j < m.paths.len()).then(|| m.paths.remove(j));
+                self.paths = Paths::Many(Some(m));
+                p
+            }
+        }
+    }
+    /// Remove the paths `gone` picks (the first only if `one`); whether
+    /// any went (then [`Dest::select`]).
+    fn remove_where(&mut self, one: bool, mut gone: impl FnMut(&Path) -> bool) -> bool {
+        let Some(first) = self.paths().iter().position(&mut gone) else {
+            return false;
+        };
+        self.paths = match std::mem::take(&mut self.paths) {
+            Paths::Many(None) | Paths::One(_) => Paths::default(),
+            Paths::Many(Some(mut m)) => {
+                m.paths.remove(first);
+                if !one {
+                    m.paths.retain(|p| !gone(p));
+                }
+                match m.paths.len() {
+                    0 => Paths::default(),
+                    // (Back inline when one is left.)
+                    1 => Paths::One(m.paths.pop().expect("one path")),
+                    n => {
+                        if n <= m.paths.capacity() / 2 {
+                            m.paths.shrink_to_fit();
+                        }
+                        Paths::Many(Some(m))
+                    }
+                }
+            }
+        };
+        true
     }
 }
 
@@ -238,7 +367,7 @@ impl LocRib {
 
     /// The destination of `prefix`, if it has a path.
     pub fn get(&self, prefix: &IpNet) -> Option<&Dest> {
-        self.get_any(prefix).filter(|d| !d.paths.is_empty())
+        self.get_any(prefix).filter(|d| !d.is_empty())
     }
 
     fn get_any(&self, prefix: &IpNet) -> Option<&Dest> {
@@ -265,7 +394,7 @@ impl LocRib {
     pub fn prune_ids(&mut self, dests: &[(IpNet, u32)]) -> Vec<u32> {
         let mut freed = Vec::new();
         for (prefix, id) in dests {
-            if !self.dests[*id as usize].paths.is_empty() {
+            if !self.dests[*id as usize].is_empty() {
                 continue;
             }
             // Only a live destination of that prefix (one probe; a repeated
@@ -289,7 +418,7 @@ impl LocRib {
 
     /// Sort `d`'s paths again and select (after something changed them all).
     fn reselect(cfg: &BestCfg, d: &mut Dest, before: Selection) -> Changed {
-        d.selected = select(&mut d.paths, cfg);
+        d.sort(cfg);
         Self::changed(d, before)
     }
 
@@ -316,12 +445,12 @@ impl LocRib {
     fn renumber(&mut self) {
         let mut seqs: Vec<u32> = Vec::new();
         for i in 0..self.dests.len() {
-            seqs.extend(self.dests[i].paths.iter().map(|p| p.seq));
+            seqs.extend(self.dests[i].paths().iter().map(|p| p.seq));
         }
         seqs.sort_unstable();
         seqs.dedup();
         for i in 0..self.dests.len() {
-            for p in self.dests[i].paths.iter_mut() {
+            for p in self.dests[i].paths_mut() {
                 // (Every seq is in `seqs`.)
                 p.seq = seqs.binary_search(&p.seq).map_or(0, |r| r as u32 + 1);
             }
@@ -368,22 +497,21 @@ impl LocRib {
             };
         };
         let d = &mut self.dests[id as usize];
-        if !created && d.paths.is_empty() {
+        if !created && d.is_empty() {
             // Emptied and not pruned yet: in use again.
             self.empty -= 1;
         }
         let before = selection(d);
         // The paths stay ordered best first (see `best::select`): the new
         // one is put in its place, not the whole list sorted again.
-        let old = d.paths.iter().position(|x| {
+        let old = d.paths().iter().position(|x| {
             x.path_id == path.path_id
                 && (x.source.identity() == path.source.identity()
                     || x.source.key() == path.source.key())
         });
         let had = old.is_some();
-        match old {
-            Some(j) => {
-                let x = d.paths.remove(j);
+        match old.and_then(|j| d.take(j)) {
+            Some(x) => {
                 // An implicit withdraw keeps its age only if nothing changed.
                 // Same content: keep the shared values (and their identity).
                 let same = x.attrs == path.attrs;
@@ -395,19 +523,11 @@ impl LocRib {
                 }
                 path.seq = if same { x.seq } else { seq };
             }
-            None => {
-                path.seq = seq;
-                // Grown two paths at a time (one from inline to two), not
-                // doubled: ten paths take ten slots, not sixteen (scenario
-                // (b): 100k prefixes from ten peers each), in five moves.
-                if d.paths.len() == d.paths.capacity() {
-                    d.paths.reserve_exact(d.paths.len().clamp(1, 2));
-                }
-            }
+            None => path.seq = seq,
         }
-        let at = crate::best::insert_position(&d.paths, &path, &cfg);
-        d.paths.insert(at, path);
-        d.selected = crate::best::multipath_set(&d.paths, &cfg);
+        let at = crate::best::insert_position(d.paths(), &path, &cfg);
+        d.insert(at, path);
+        d.select(&cfg);
         Outcome {
             changed: Self::changed(d, before),
             id: Some(id),
@@ -452,22 +572,15 @@ impl LocRib {
         one: bool,
         mut gone: impl FnMut(&Path) -> bool,
     ) -> (Changed, bool) {
-        let Some(first) = d.paths.iter().position(&mut gone) else {
+        if !d.paths().iter().any(&mut gone) {
             return (Changed::No, false);
-        };
+        }
         let before = selection(d);
-        d.paths.remove(first);
-        if !one {
-            d.paths.retain(|p| !gone(p));
-        }
-        if d.paths.len() <= d.paths.capacity() / 2 {
-            // (Back inline when one is left.)
-            d.paths.shrink_to_fit();
-        }
+        d.remove_where(one, gone);
         // (Still in order: only the multipath set can change.)
-        d.selected = crate::best::multipath_set(&d.paths, cfg);
+        d.select(cfg);
         let c = Self::changed(d, before);
-        if d.paths.is_empty() {
+        if d.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a
             // change even if the path was not selected, so that it is pruned.
             *empty += 1;
@@ -513,13 +626,13 @@ impl LocRib {
             return Changed::No;
         };
         let before = selection(d);
-        d.paths.iter_mut().for_each(&mut update);
+        d.paths_mut().iter_mut().for_each(&mut update);
         Self::reselect(&cfg, d, before)
     }
 
     /// Every destination with a path (in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &Dest)> {
-        self.iter_all().filter(|(_, d)| !d.paths.is_empty())
+        self.iter_all().filter(|(_, d)| !d.is_empty())
     }
 
     /// Every destination, also those emptied and not pruned yet (in no

@@ -679,8 +679,8 @@ impl Main {
                 let d = self.loc.get(&prefix);
                 let is = |i: usize| {
                     d.is_some_and(|d| {
-                        d.selected.get(i).is_some_and(|x| {
-                            let x = &d.paths[x];
+                        d.selected().get(i).is_some_and(|x| {
+                            let x = &d.paths()[x];
                             x.source.key() == key && x.path_id == path_id
                         })
                     })
@@ -745,7 +745,7 @@ impl Main {
                     attrs: self
                         .loc
                         .get(prefix)
-                        .and_then(|d| d.paths.iter().find(|p| p.is_local()))
+                        .and_then(|d| d.paths().iter().find(|p| p.is_local()))
                         .map(|p| (*p.attrs).clone())
                         .unwrap_or_default(),
                     since: 0,

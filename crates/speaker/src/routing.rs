@@ -387,7 +387,7 @@ impl Main {
         let mut out: Vec<(RouteKey, Route)> =
             p.rib_in.iter_held().map(|(k, r)| (*k, r.clone())).collect();
         for (prefix, d) in self.loc.iter() {
-            for x in d.paths.iter().filter(|x| x.source.key() == key) {
+            for x in d.paths().iter().filter(|x| x.source.key() == key) {
                 let k = (prefix, x.path_id);
                 if p.rib_in.held(&k).is_none() {
                     out.push((

@@ -219,7 +219,7 @@ fn locrib_multipath_withdraw_and_changes() {
         "192.0.2.3",
     );
     assert_eq!(rib.upsert(p, worse), Changed::No);
-    assert_eq!(rib.get(&p).unwrap().paths.len(), 3);
+    assert_eq!(rib.get(&p).unwrap().paths().len(), 3);
     // Same attributes again: no change, age kept.
     assert_eq!(rib.upsert(p, ebgp("192.0.2.1", 65001)), Changed::No);
     assert_eq!(rib.remove(&p, "192.0.2.1", 0), Changed::Yes);
@@ -403,12 +403,16 @@ fn multipath_set_is_at_most_64_paths_best_first_and_the_rest_stay() {
         rib.upsert(p, ebgp(&format!("198.18.1.{i}"), 65000 + i));
     }
     let d = rib.get(&p).unwrap();
-    assert_eq!(d.paths.len(), 70);
-    assert_eq!(d.selected.len(), crate::best::MAX_MULTIPATH);
-    let sel: Vec<usize> = d.selected.iter().collect();
+    assert_eq!(d.paths().len(), 70);
+    assert_eq!(d.selected().len(), crate::best::MAX_MULTIPATH);
+    let sel: Vec<usize> = d.selected().iter().collect();
     assert_eq!(sel, (0..64).collect::<Vec<_>>(), "best first, in order");
     assert_eq!(
-        (d.selected.first(), d.selected.get(63), d.selected.get(64)),
+        (
+            d.selected().first(),
+            d.selected().get(63),
+            d.selected().get(64)
+        ),
         (Some(0), Some(63), None)
     );
     // Paths with a next hop already in the set are skipped, not counted.
@@ -433,7 +437,7 @@ fn multipath_set_is_at_most_64_paths_best_first_and_the_rest_stay() {
     let hops: Vec<String> = d.multipath().map(|x| x.next_hop().to_string()).collect();
     assert_eq!(hops.len(), 3);
     assert_eq!(
-        d.selected.get(1),
+        d.selected().get(1),
         Some(2),
         "the second path shares the best's next hop"
     );
@@ -546,16 +550,16 @@ fn incremental_order_is_the_full_sort_order() {
             changes += (c == Changed::Yes) as u32;
         }
         let Some(d) = rib.get(&p) else { continue };
-        let mut sorted = d.paths.clone();
+        let mut sorted = d.paths().to_vec();
         let sel = crate::best::select(&mut sorted, &cfg);
         let keys = |v: &[Path]| {
             v.iter()
                 .map(|p| p.source.key().to_string())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(keys(&d.paths), keys(&sorted), "step {step}");
-        assert_eq!(d.selected, sel, "step {step}");
-        for w in d.paths.windows(2) {
+        assert_eq!(keys(d.paths()), keys(&sorted), "step {step}");
+        assert_eq!(d.selected(), sel, "step {step}");
+        for w in d.paths().windows(2) {
             assert_ne!(
                 compare(&w[0], &w[1], &cfg).0,
                 Ordering::Greater,
@@ -591,7 +595,7 @@ fn a_med_cycle_among_many_paths_neither_panics_nor_loses_paths() {
             p.seq = (x >> 8) as u32 % 64;
         });
         let d = rib.get(&p).unwrap();
-        assert_eq!(d.paths.len(), 64);
+        assert_eq!(d.paths().len(), 64);
         assert!(d.best().is_some());
     }
 }
@@ -671,7 +675,7 @@ fn arrival_numbers_wrap_without_changing_ages() {
     assert_eq!(rib.seq, 4);
     rib.upsert(p, same("192.0.2.5", "192.0.2.1"));
     assert_eq!(rib.seq, 5);
-    let seqs: Vec<u32> = rib.get(&p).unwrap().paths.iter().map(|x| x.seq).collect();
+    let seqs: Vec<u32> = rib.get(&p).unwrap().paths().iter().map(|x| x.seq).collect();
     assert_eq!(seqs, vec![1, 3, 5]);
     // The oldest still wins over a lower router id, in both prefixes.
     assert_eq!(best(&rib, &p), "192.0.2.1");
@@ -679,7 +683,14 @@ fn arrival_numbers_wrap_without_changing_ages() {
     rib.upsert(q, same("192.0.2.6", "192.0.2.1"));
     assert_eq!(best(&rib, &q), "192.0.2.3");
     assert_eq!(
-        rib.get(&q).unwrap().paths.iter().map(|x| x.seq).max(),
+        rib.get(&q).unwrap().paths().iter().map(|x| x.seq).max(),
         Some(6)
     );
+}
+
+/// A destination is 32 bytes: a path inline or a pointer to many.
+#[test]
+fn a_destination_is_one_path_wide() {
+    assert_eq!(std::mem::size_of::<Path>(), 32);
+    assert_eq!(std::mem::size_of::<Dest>(), 32);
 }

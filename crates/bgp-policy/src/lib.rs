@@ -266,6 +266,26 @@ pub fn evaluate_by_prefix(
     Some(Verdict::Accept(None))
 }
 
+/// Whether `filters` reject every route of a family (`v4`: IPv4, else
+/// IPv6) in direction `dir`, whatever its prefix and attributes: the first
+/// rule they reach for that family matches everything and rejects. (False
+/// when it cannot tell without a route.) A peer that is exported nothing
+/// and holds nothing needs no work when the Loc-RIB changes.
+pub fn rejects_all(filters: &[Arc<Filter>], dir: Direction, v4: bool) -> bool {
+    let probe: IpNet = if v4 {
+        IpNet::V4(Default::default())
+    } else {
+        IpNet::V6(Default::default())
+    };
+    for f in filters {
+        if let Some(r) = f.rules(dir, &probe).first() {
+            let unconditional = r.cidr.is_none() && r.prefix_length.is_none() && !r.reads_attrs();
+            return unconditional && r.action == Some(Action::Reject);
+        }
+    }
+    false
+}
+
 /// Max-prefix limit on what one peer may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MaxPrefix {
@@ -404,6 +424,71 @@ mod tests {
     /// The prefix alone decides until a rule reads attributes or changes
     /// them; where it decides, it says what `evaluate` says, whatever the
     /// attributes.
+    #[test]
+    fn rejects_all_only_when_the_first_rule_reached_rejects_everything() {
+        let f = |name: &str, export_v4: Vec<Rule>| {
+            Arc::new(Filter {
+                name: name.into(),
+                export_v4,
+                ..Default::default()
+            })
+        };
+        let reject = Rule {
+            action: Some(Action::Reject),
+            ..Default::default()
+        };
+        let none = f("none", vec![reject.clone()]);
+        let empty = f("empty", vec![]);
+        let some = f(
+            "some",
+            vec![
+                rule(Action::Reject, MatchOp::In, "10.0.0.0/8"),
+                reject.clone(),
+            ],
+        );
+        let by_community = f(
+            "c",
+            vec![Rule {
+                communities: vec![1],
+                ..reject.clone()
+            }],
+        );
+        let accept = f(
+            "all",
+            vec![Rule {
+                action: Some(Action::Accept),
+                ..Default::default()
+            }],
+        );
+        let ex = Direction::Export;
+        assert!(rejects_all(std::slice::from_ref(&none), ex, true));
+        // Another family, another direction: its rules (none) accept.
+        assert!(!rejects_all(std::slice::from_ref(&none), ex, false));
+        assert!(!rejects_all(
+            std::slice::from_ref(&none),
+            Direction::Import,
+            true
+        ));
+        // A filter without rules for the family passes routes on.
+        assert!(rejects_all(&[empty.clone(), none.clone()], ex, true));
+        assert!(!rejects_all(&[accept, none.clone()], ex, true));
+        assert!(!rejects_all(&[some], ex, true));
+        assert!(!rejects_all(&[by_community], ex, true));
+        assert!(!rejects_all(&[], ex, true));
+        // Where it says so, evaluate rejects whatever the route.
+        for p in ["10.1.0.0/16", "192.0.2.0/24", "0.0.0.0/0"] {
+            let p: IpNet = p.parse().unwrap();
+            let v = evaluate(
+                &[empty.clone(), none.clone()],
+                ex,
+                &p,
+                &PathAttrs::default(),
+                65000,
+            );
+            assert!(matches!(v, Verdict::Reject(_)), "{p}");
+        }
+    }
+
     #[test]
     fn by_prefix_decides_only_what_needs_no_attributes() {
         let reject_all = Arc::new(Filter {

@@ -548,10 +548,28 @@ impl Main {
             let prefixes: Vec<IpNet> = dests.iter().map(|(p, _)| *p).collect();
             self.fib_sync(&prefixes);
         }
+        // A peer that holds nothing and whose export filters reject every
+        // route of the changed families (a route collector's `export none`)
+        // has nothing to be sent: it is not looked at per destination.
+        let (v4, v6) = dests.iter().fold((false, false), |(a, b), (p, _)| {
+            (
+                a || matches!(p, IpNet::V4(_)),
+                b || matches!(p, IpNet::V6(_)),
+            )
+        });
+        let rejects = |p: &crate::PeerEntry, fam_v4: bool| {
+            bgp_policy::rejects_all(&p.cfg.filters, bgp_policy::Direction::Export, fam_v4)
+        };
         let keys: Vec<String> = self
             .peers
             .iter()
             .filter(|(_, p)| p.session.is_some())
+            .filter(|(_, p)| {
+                !(p.rib_out.is_empty()
+                    && p.lag.is_none()
+                    && (!v4 || rejects(p, true))
+                    && (!v6 || rejects(p, false)))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         // One Loc-RIB access per prefix, whatever the number of peers.

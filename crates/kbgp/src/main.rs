@@ -4,7 +4,6 @@
 //! API error, prefix or peer not found); 2 usage error; 3 the daemon is not
 //! running (no API socket).
 
-mod alloc;
 mod cli;
 mod daemon;
 mod metrics;
@@ -114,7 +113,6 @@ pub enum Show {
 }
 
 fn main() -> std::process::ExitCode {
-    alloc::tune();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -108,7 +108,7 @@ pub const NO_NEXT_HOP: NextHop = NextHop::V4(Ipv4Addr::UNSPECIFIED);
 /// The next hop a RIB keeps in an interned set (`route_next_hop`; see
 /// [`Path::next_hop`]): unspecified when unset.
 pub fn next_hop_of(attrs: &PathAttrs) -> NextHop {
-    attrs.route_next_hop.unwrap_or(NO_NEXT_HOP)
+    attrs.route_next_hop().unwrap_or(NO_NEXT_HOP)
 }
 
 impl Path {

@@ -36,7 +36,7 @@ impl Rewrite {
     pub fn apply(&self, attrs: &PathAttrs) -> PathAttrs {
         let mut a = attrs.clone();
         a.next_hop = None;
-        a.route_next_hop = None;
+        a.set_route_next_hop(None);
         match *self {
             Rewrite::AsIs => {}
             Rewrite::Ibgp { reflect } => {
@@ -150,10 +150,10 @@ mod tests {
         assert_eq!(out.originator_id(), Some(orig));
         assert_eq!(Rewrite::AsIs.apply(&a).next_hop, None);
         let with_hop = PathAttrs {
-            route_next_hop: Some(bgp_wire::update::NextHop::V4("192.0.2.1".parse().unwrap())),
+            route_hop: Some("192.0.2.1".parse().unwrap()),
             ..a.clone()
         };
-        assert_eq!(Rewrite::AsIs.apply(&with_hop).route_next_hop, None);
+        assert_eq!(Rewrite::AsIs.apply(&with_hop).route_next_hop(), None);
         assert_eq!(Rewrite::AsIs.apply(&a).med, a.med);
     }
 }

@@ -14,7 +14,7 @@
 //! ATOMIC_AGGREGATE, AGGREGATOR, AS4_PATH, AS4_AGGREGATOR → attribute discard;
 //! MP_REACH_NLRI / MP_UNREACH_NLRI → session reset (handled in [`crate::update`]).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use thin_vec::ThinVec;
 
@@ -360,9 +360,13 @@ pub struct PathAttrs {
     /// Not an attribute: the next hop of the routes that share this set in
     /// a RIB (whatever the family; classic or MP_REACH). A RIB interns a set
     /// together with its routes' next hop, so that a path needs no next hop
-    /// of its own. Never encoded, and `None` when decoded.
+    /// of its own. Never encoded, and `None` when decoded. Read and set with
+    /// [`PathAttrs::route_next_hop`] and [`PathAttrs::set_route_next_hop`]:
+    /// an IPv6 next hop's link-local address, which few routes have, is kept
+    /// with the rare attributes ([`RareAttrs::route_link_local`]), so that a
+    /// set is 64 bytes, not 80.
     #[serde(skip)]
-    pub route_next_hop: Option<crate::update::NextHop>,
+    pub route_hop: Option<IpAddr>,
 }
 
 /// The attributes of a [`PathAttrs`] that most routes do not have.
@@ -375,6 +379,10 @@ pub struct RareAttrs {
     pub ext_communities: ThinVec<[u8; 8]>,
     pub large_communities: ThinVec<LargeCommunity>,
     pub unknown: ThinVec<RawAttr>,
+    /// Not an attribute: the link-local address of the set's route next hop
+    /// (see [`PathAttrs::route_hop`]); never encoded.
+    #[serde(skip)]
+    pub route_link_local: Option<Ipv6Addr>,
 }
 
 static NO_RARE: RareAttrs = RareAttrs {
@@ -385,6 +393,7 @@ static NO_RARE: RareAttrs = RareAttrs {
     ext_communities: ThinVec::new(),
     large_communities: ThinVec::new(),
     unknown: ThinVec::new(),
+    route_link_local: None,
 };
 
 impl PathAttrs {
@@ -399,9 +408,41 @@ impl PathAttrs {
         self.rare.get_or_insert_default()
     }
 
-    /// Replace the rare attributes (none kept if all are absent).
-    pub fn set_rare(&mut self, r: RareAttrs) {
+    /// Replace the rare attributes (none kept if all are absent); the
+    /// route next hop's link-local address stays.
+    pub fn set_rare(&mut self, mut r: RareAttrs) {
+        r.route_link_local = self.rare().route_link_local;
         self.rare = (r != NO_RARE).then(|| Box::new(r));
+    }
+
+    /// The next hop of the routes that share this set in a RIB (see
+    /// [`PathAttrs::route_hop`]).
+    pub fn route_next_hop(&self) -> Option<crate::update::NextHop> {
+        use crate::update::NextHop;
+        Some(match self.route_hop? {
+            IpAddr::V4(a) => NextHop::V4(a),
+            IpAddr::V6(global) => NextHop::V6 {
+                global,
+                link_local: self.rare().route_link_local,
+            },
+        })
+    }
+
+    /// Set (or clear) the route next hop (see [`PathAttrs::route_hop`]).
+    pub fn set_route_next_hop(&mut self, nh: Option<crate::update::NextHop>) {
+        use crate::update::NextHop;
+        let (hop, ll) = match nh {
+            None => (None, None),
+            Some(NextHop::V4(a)) => (Some(IpAddr::V4(a)), None),
+            Some(NextHop::V6 { global, link_local }) => (Some(IpAddr::V6(global)), link_local),
+        };
+        self.route_hop = hop;
+        if ll.is_some() {
+            self.rare_mut().route_link_local = ll;
+        } else if self.rare().route_link_local.is_some() {
+            self.rare_mut().route_link_local = None;
+            self.normalize();
+        }
     }
 
     /// One form for equal sets (so that interning finds them equal): rare
@@ -795,6 +836,52 @@ pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, ou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::update::NextHop;
+
+    #[test]
+    fn a_set_is_64_bytes_and_keeps_a_link_local_route_next_hop_with_the_rare_ones() {
+        // (A RIB holds hundreds of thousands of sets, each in an Arc.)
+        assert_eq!(std::mem::size_of::<PathAttrs>(), 64);
+        let mut a = PathAttrs {
+            med: Some(5),
+            ..Default::default()
+        };
+        let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
+        a.set_route_next_hop(Some(v4));
+        assert_eq!((a.route_next_hop(), a.rare.is_some()), (Some(v4), false));
+        let ll = NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: Some("fe80::1".parse().unwrap()),
+        };
+        a.set_route_next_hop(Some(ll));
+        assert_eq!(a.route_next_hop(), Some(ll));
+        // Replacing the rare attributes keeps it; equal sets with another
+        // link-local address are other sets.
+        a.set_rare(RareAttrs {
+            originator_id: Some("192.0.2.7".parse().unwrap()),
+            ..Default::default()
+        });
+        assert_eq!(a.route_next_hop(), Some(ll));
+        assert_eq!(a.originator_id(), Some("192.0.2.7".parse().unwrap()));
+        let mut b = a.clone();
+        b.set_route_next_hop(Some(NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: Some("fe80::2".parse().unwrap()),
+        }));
+        assert_ne!(a, b);
+        // Gone again with the rare attributes it needed, and never encoded.
+        a.set_rare(RareAttrs::default());
+        a.set_route_next_hop(Some(v4));
+        assert_eq!((a.route_next_hop(), a.rare.is_none()), (Some(v4), true));
+        a.set_route_next_hop(None);
+        assert_eq!(
+            a,
+            PathAttrs {
+                med: Some(5),
+                ..Default::default()
+            }
+        );
+    }
 
     #[test]
     fn as_path_display_len_prepend() {

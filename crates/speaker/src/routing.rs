@@ -340,7 +340,7 @@ impl Main {
                             .unwrap_or_default()
                     });
                     a.next_hop = None;
-                    a.route_next_hop = Some(nh);
+                    a.set_route_next_hop(Some(nh));
                     let pre = Prechecked {
                         since: now,
                         loop_check: Self::import_check(ctx.g, &a),
@@ -500,9 +500,9 @@ impl Main {
                 origin: Some(Origin::Igp),
                 as_path: Some(AsPath::default()),
                 communities: communities.into(),
-                route_next_hop: Some(unspecified),
                 ..Default::default()
             };
+            attrs.set_route_next_hop(Some(unspecified));
             attrs.set_rare(bgp_wire::RareAttrs {
                 large_communities: large.into(),
                 ..Default::default()

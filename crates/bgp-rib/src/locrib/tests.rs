@@ -1,7 +1,6 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use bgp_wire::update::NextHop;
 use bgp_wire::{AsPath, Origin, PathAttrs};
 
 use super::*;
@@ -34,7 +33,7 @@ fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
         source: src,
         path_id: 0,
         attrs: Arc::new(PathAttrs {
-            route_next_hop: Some(NextHop::V4(nh.parse().unwrap())),
+            route_hop: Some(nh.parse().unwrap()),
             ..a
         }),
         igp_cost: Some(0).into(),

@@ -30,8 +30,9 @@ fn full_attrs() -> PathAttrs {
                 code: 99,
                 value: vec![1, 2, 3],
             }],
+            route_link_local: None,
         })),
-        route_next_hop: None,
+        route_hop: None,
     }
 }
 
@@ -54,7 +55,9 @@ fn ipv4_update_round_trip_every_attribute() {
     assert_eq!(round_trip(&u, &Ctx::modern()), u);
     // A RIB's own next hop in the set is never on the wire.
     let mut with_hop = u.clone();
-    with_hop.attrs.route_next_hop = Some(NextHop::V4("198.18.0.9".parse().unwrap()));
+    with_hop
+        .attrs
+        .set_route_next_hop(Some(NextHop::V4("198.18.0.9".parse().unwrap())));
     assert_eq!(
         Message::Update(with_hop).to_bytes(&Ctx::modern()),
         Message::Update(u).to_bytes(&Ctx::modern())

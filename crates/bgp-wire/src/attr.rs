@@ -437,10 +437,9 @@ impl PathAttrs {
             Some(NextHop::V6 { global, link_local }) => (Some(IpAddr::V6(global)), link_local),
         };
         self.route_hop = hop;
-        if ll.is_some() {
+        // (No rare attributes allocated to clear an absent one.)
+        if ll != self.rare().route_link_local {
             self.rare_mut().route_link_local = ll;
-        } else if self.rare().route_link_local.is_some() {
-            self.rare_mut().route_link_local = None;
             self.normalize();
         }
     }
@@ -869,7 +868,16 @@ mod tests {
             link_local: Some("fe80::2".parse().unwrap()),
         }));
         assert_ne!(a, b);
-        // Gone again with the rare attributes it needed, and never encoded.
+        // Never encoded: the same bytes as without a route next hop.
+        let ctx = Ctx::default();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        encode_attrs(&a, &ctx, None, &mut with);
+        let mut bare = a.clone();
+        bare.set_route_next_hop(None);
+        assert_eq!(bare.rare().route_link_local, None);
+        encode_attrs(&bare, &ctx, None, &mut without);
+        assert_eq!(with, without);
+        // Gone again with the rare attributes it needed.
         a.set_rare(RareAttrs::default());
         a.set_route_next_hop(Some(v4));
         assert_eq!((a.route_next_hop(), a.rare.is_none()), (Some(v4), true));

@@ -292,15 +292,17 @@ async fn main_loop(
             Some(ev) = events.recv() => match ev {
                 // Take every UPDATE already queued (up to a bound) in one turn.
                 // (Dropping each UPDATE's credit lets its peer decode the next.)
-                PeerEvent::Update { key, gen, update, prefixes, .. } => {
+                PeerEvent::Update { key, gen, updates, prefixes, .. } => {
                     let mut prefixes = prefixes;
-                    let mut batch = vec![(key, gen, update)];
+                    let mut n = updates.len();
+                    let mut batch = vec![(key, gen, updates)];
                     let mut other = None;
-                    while batch.len() < UPDATE_BATCH && prefixes < BATCH_PREFIXES {
+                    while n < UPDATE_BATCH && prefixes < BATCH_PREFIXES {
                         match events.try_recv() {
-                            Ok(PeerEvent::Update { key, gen, update, prefixes: n, .. }) => {
-                                prefixes += n;
-                                batch.push((key, gen, update));
+                            Ok(PeerEvent::Update { key, gen, updates, prefixes: k, .. }) => {
+                                prefixes += k;
+                                n += updates.len();
+                                batch.push((key, gen, updates));
                             }
                             Ok(ev) => { other = Some(ev); break; }
                             Err(_) => break,

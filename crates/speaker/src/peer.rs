@@ -146,13 +146,14 @@ pub(crate) enum PeerEvent {
         key: String,
         gen: u64,
     },
+    /// UPDATEs in arrival order (those of one chunk read from the socket).
     Update {
         key: String,
         gen: u64,
-        update: Box<Update>,
-        /// Prefixes it announces and withdraws (counted once, here).
+        updates: Vec<Update>,
+        /// Prefixes they announce and withdraw (counted once, here).
         prefixes: usize,
-        /// Returned when the main loop takes the UPDATE: a peer has at most
+        /// Returned when the main loop takes the UPDATEs: a peer has at most
         /// [`UPDATE_CREDIT`] credits of decoded UPDATEs waiting for it.
         _credit: Option<tokio::sync::OwnedSemaphorePermit>,
     },
@@ -172,8 +173,9 @@ enum ConnEvent {
     Connected(Result<TcpStream, String>),
     /// A neighbour's link-local address heard on the peer's interface.
     Neighbor(std::net::Ipv6Addr),
-    /// A frame and its share of the connection's [`READ_WINDOW`].
-    Frame(u64, Bytes, tokio::sync::OwnedSemaphorePermit),
+    /// Whole messages, one after another, and their share of the
+    /// connection's [`READ_WINDOW`].
+    Frames(u64, Bytes, tokio::sync::OwnedSemaphorePermit),
     HeaderError(u64, Notification),
     Closed(u64, String),
 }
@@ -235,6 +237,12 @@ struct Run {
     iface: Option<(String, u32, std::net::Ipv6Addr)>,
     neighbor: Option<std::net::Ipv6Addr>,
     credit: std::sync::Arc<tokio::sync::Semaphore>,
+    /// UPDATEs decoded from the chunk being handled, for the main loop in
+    /// one event (see [`Peer::flush_updates`]), the prefixes they carry and
+    /// the session generation they belong to.
+    pending: Vec<Update>,
+    pending_prefixes: usize,
+    pending_gen: u64,
 }
 
 fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
@@ -247,6 +255,10 @@ fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
 
 /// Bytes of frames a connection may have read and not yet handled.
 const READ_WINDOW: usize = 1 << 20;
+/// A chunk of whole messages handed from a connection's reader to its peer
+/// task stops growing past this many bytes (so it is at most this plus one
+/// message, well inside [`READ_WINDOW`]).
+const CHUNK: usize = 32 << 10;
 
 async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEvent>) {
     let window = std::sync::Arc::new(tokio::sync::Semaphore::new(READ_WINDOW));
@@ -255,26 +267,42 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
     // becomes readable, and it grows while a table streams in.
     let mut buf = BytesMut::with_capacity(4096);
     loop {
+        // Every whole message in the buffer (up to about CHUNK bytes) goes
+        // to the peer task as one chunk: one channel message and one window
+        // share per read, not per BGP message (a table streams in as
+        // hundreds of thousands of small UPDATEs).
         loop {
-            match frame_len(&buf, MAX_LEN_EXTENDED) {
-                Ok(Some(len)) if buf.len() >= len => {
-                    let f = buf.split_to(len).freeze();
-                    // Frames read but not yet handled are bounded: past
-                    // the window the socket is left unread and TCP holds
-                    // the sender back (a full table waits in the kernel's
-                    // socket buffers, not decoded in ours).
-                    let Ok(permit) = window.clone().acquire_many_owned(len as u32).await else {
-                        return;
-                    };
-                    if ev.send(ConnEvent::Frame(id, f, permit)).is_err() {
-                        return;
+            let mut total = 0;
+            let mut bad = None;
+            while total < CHUNK {
+                match frame_len(&buf[total..], MAX_LEN_EXTENDED) {
+                    Ok(Some(len)) if buf.len() - total >= len => total += len,
+                    Ok(_) => break,
+                    Err(n) => {
+                        bad = Some(n);
+                        break;
                     }
                 }
-                Ok(_) => break,
-                Err(n) => {
-                    let _ = ev.send(ConnEvent::HeaderError(id, n));
+            }
+            if total > 0 {
+                let f = buf.split_to(total).freeze();
+                // Frames read but not yet handled are bounded: past the
+                // window the socket is left unread and TCP holds the sender
+                // back (a full table waits in the kernel's socket buffers,
+                // not decoded in ours).
+                let Ok(permit) = window.clone().acquire_many_owned(total as u32).await else {
+                    return;
+                };
+                if ev.send(ConnEvent::Frames(id, f, permit)).is_err() {
                     return;
                 }
+            }
+            if let Some(n) = bad {
+                let _ = ev.send(ConnEvent::HeaderError(id, n));
+                return;
+            }
+            if total == 0 {
+                break;
             }
         }
         let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
@@ -393,6 +421,9 @@ impl Peer {
             iface: None,
             neighbor: None,
             credit: std::sync::Arc::new(tokio::sync::Semaphore::new(UPDATE_CREDIT)),
+            pending: Vec::new(),
+            pending_prefixes: 0,
+            pending_gen: 0,
         };
         if let PeerTarget::Interface(ifname) = &self.cfg.target {
             // Unnumbered: find the interface, then hear the neighbour by RA.
@@ -537,19 +568,28 @@ impl Peer {
                             self.set_state(State::Active, &format!("Active Socket: {e}"));
                         }
                     }
-                    ConnEvent::Frame(id, frame, _window) => {
-                        let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else { continue };
-                        let outs = match Message::decode(&frame, &c.fsm.ctx()) {
-                            Ok(m) => {
-                                lock(&self.status).received.count(m.kind());
-                                c.fsm.on_message(m, std::time::Instant::now())
-                            }
-                            Err(n) => {
-                                warn!(error = %n, "malformed message");
-                                c.fsm.on_decode_error(n)
-                            }
-                        };
-                        self.handle(&mut run, id, outs).await;
+                    ConnEvent::Frames(id, mut chunk, _window) => {
+                        let now = std::time::Instant::now();
+                        let mut counted = crate::status::Counters::default();
+                        while chunk.len() >= bgp_wire::message::HEADER_LEN {
+                            let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else { break };
+                            // (The reader framed it: the length is checked.)
+                            let len = usize::from(u16::from_be_bytes([chunk[16], chunk[17]]));
+                            let frame = chunk.split_to(len.min(chunk.len()));
+                            let outs = match Message::decode(&frame, &c.fsm.ctx()) {
+                                Ok(m) => {
+                                    counted.count(m.kind());
+                                    c.fsm.on_message(m, now)
+                                }
+                                Err(n) => {
+                                    warn!(error = %n, "malformed message");
+                                    c.fsm.on_decode_error(n)
+                                }
+                            };
+                            self.handle(&mut run, id, outs).await;
+                        }
+                        lock(&self.status).received.add(&counted);
+                        self.flush_updates(&mut run).await;
                     }
                     ConnEvent::HeaderError(id, n) => {
                         if let Some(c) = run.conns.iter_mut().find(|c| c.id == id) {
@@ -701,10 +741,38 @@ impl Peer {
         }
     }
 
+    /// Hand the UPDATEs decoded so far to the main loop, as one event, once
+    /// it has credit for them (at most [`CREDIT_WAIT`]).
+    async fn flush_updates(&self, run: &mut Run) {
+        if run.pending.is_empty() {
+            return;
+        }
+        let updates = std::mem::take(&mut run.pending);
+        let prefixes = std::mem::take(&mut run.pending_prefixes);
+        // (Each UPDATE takes one credit, and one more per CREDIT_PREFIXES.)
+        let n = (updates.len() + prefixes / CREDIT_PREFIXES).min(UPDATE_CREDIT);
+        let credit =
+            tokio::time::timeout(CREDIT_WAIT, run.credit.clone().acquire_many_owned(n as u32))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        let _ = self.main.send(PeerEvent::Update {
+            key: self.key.clone(),
+            gen: run.pending_gen,
+            updates,
+            prefixes,
+            _credit: credit,
+        });
+    }
+
     async fn handle(&self, run: &mut Run, id: u64, outs: Vec<Output>) {
         let mut queue: std::collections::VecDeque<(u64, Output)> =
             outs.into_iter().map(|o| (id, o)).collect();
         while let Some((id, out)) = queue.pop_front() {
+            // What the main loop hears of this session stays in order.
+            if !matches!(out, Output::Update(_) | Output::Send(_)) {
+                self.flush_updates(run).await;
+            }
             let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else {
                 continue;
             };
@@ -779,22 +847,12 @@ impl Peer {
                     }
                 }
                 Output::Update(u) => {
-                    let prefixes = u.withdrawals().count() + u.announcements().count();
-                    let n = (1 + prefixes / CREDIT_PREFIXES).min(UPDATE_CREDIT);
-                    let credit = tokio::time::timeout(
-                        CREDIT_WAIT,
-                        run.credit.clone().acquire_many_owned(n as u32),
-                    )
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                    let _ = self.main.send(PeerEvent::Update {
-                        key: self.key.clone(),
-                        gen: run.gen,
-                        update: u,
-                        prefixes,
-                        _credit: credit,
-                    });
+                    // Handed on with the others of its chunk (see `flush_updates`).
+                    if run.pending.is_empty() {
+                        run.pending_gen = run.gen;
+                    }
+                    run.pending_prefixes += u.withdrawals().count() + u.announcements().count();
+                    run.pending.push(*u);
                 }
                 Output::RouteRefresh(rr) => {
                     let _ = self.main.send(PeerEvent::Refresh {
@@ -851,4 +909,64 @@ async fn connect(
         })?;
     let _ = s.set_ttl(ttl);
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reader hands on whole messages only, many per chunk, in order,
+    /// and a bad header after the good messages before it.
+    #[tokio::test]
+    async fn the_reader_hands_on_whole_messages_in_chunks_then_a_header_error() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut w = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (r, _) = l.accept().await.unwrap();
+        let (r, _keep) = r.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(reader(7, r, tx));
+        let ctx = bgp_wire::Ctx::default();
+        let one = Message::Keepalive.to_bytes(&ctx);
+        // 5,000 KEEPALIVEs (95,000 bytes: more than one chunk), the last
+        // one written in two parts.
+        let mut all = BytesMut::new();
+        for _ in 0..5000 {
+            all.extend_from_slice(&one);
+        }
+        let cut = all.len() - 7;
+        w.write_all(&all[..cut]).await.unwrap();
+        w.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        w.write_all(&all[cut..]).await.unwrap();
+        // Then a message whose marker is wrong.
+        let mut bad = one.clone();
+        bad[0] = 0;
+        w.write_all(&bad).await.unwrap();
+        let (mut messages, mut chunks) = (0, 0);
+        loop {
+            match rx.recv().await.expect("an event") {
+                ConnEvent::Frames(id, mut b, permit) => {
+                    assert_eq!(id, 7);
+                    assert_eq!(permit.num_permits(), b.len());
+                    assert!(b.len() <= CHUNK + MAX_LEN_EXTENDED);
+                    chunks += 1;
+                    while !b.is_empty() {
+                        let len = frame_len(&b, MAX_LEN_EXTENDED).unwrap().unwrap();
+                        let m = b.split_to(len);
+                        assert_eq!(Message::decode(&m, &ctx).unwrap(), Message::Keepalive);
+                        messages += 1;
+                    }
+                }
+                ConnEvent::HeaderError(id, n) => {
+                    assert_eq!(id, 7);
+                    assert_eq!(n.code, notification::MESSAGE_HEADER_ERROR);
+                    break;
+                }
+                _ => panic!("unexpected event"),
+            }
+        }
+        assert_eq!(messages, 5000);
+        assert!((2..100).contains(&chunks), "{chunks} chunks");
+        task.await.unwrap();
+    }
 }

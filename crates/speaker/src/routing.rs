@@ -906,37 +906,40 @@ impl Main {
     /// Adj-RIB-In and the Loc-RIB at once; what changed is exported once for
     /// the whole batch (a burst of small UPDATEs becomes a few large ones, and
     /// a prefix that changed twice is sent once, in its final state).
-    pub(crate) async fn updates(&mut self, batch: Vec<(String, u64, Box<Update>)>) {
+    pub(crate) async fn updates(&mut self, batch: Vec<(String, u64, Vec<Update>)>) {
         let now = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0);
         let mut changed = Vec::new();
         let mut touched: Vec<String> = Vec::new();
-        for (key, gen, mut update) in batch {
-            let Some(p) = self.peers.get_mut(&key) else {
-                continue;
-            };
-            let Some(s) = p.session.as_mut() else {
-                continue;
-            };
-            if s.gen != gen {
-                continue;
-            }
-            if let Some(f) = update.is_end_of_rib() {
-                s.eor.insert(f);
+        for (key, gen, updates) in batch {
+            let live = self
+                .peers
+                .get(&key)
+                .and_then(|p| p.session.as_ref())
+                .is_some_and(|s| s.gen == gen);
+            if !live {
                 continue;
             }
-            match &update.repair {
-                Repair::None => {}
-                Repair::AttributeDiscard(codes) => {
-                    warn!(peer = %key, ?codes, "RFC 7606: malformed attributes discarded")
+            for mut update in updates {
+                if let Some(f) = update.is_end_of_rib() {
+                    if let Some(s) = self.peers.get_mut(&key).and_then(|p| p.session.as_mut()) {
+                        s.eor.insert(f);
+                    }
+                    continue;
                 }
-                Repair::TreatAsWithdraw(why) => {
-                    warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
+                match &update.repair {
+                    Repair::None => {}
+                    Repair::AttributeDiscard(codes) => {
+                        warn!(peer = %key, ?codes, "RFC 7606: malformed attributes discarded")
+                    }
+                    Repair::TreatAsWithdraw(why) => {
+                        warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
+                    }
                 }
+                self.import(&key, &mut update, now, &mut changed);
             }
-            self.import(&key, &mut update, now, &mut changed);
             if let Some(p) = self.peers.get(&key) {
                 status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;
             }
@@ -1016,9 +1019,9 @@ impl Main {
                 self.interner.collect();
             }
             PeerEvent::Update {
-                key, gen, update, ..
+                key, gen, updates, ..
             } => {
-                self.updates(vec![(key, gen, update)]).await;
+                self.updates(vec![(key, gen, updates)]).await;
             }
             PeerEvent::Refresh { key, gen, rr } => {
                 let ok = self

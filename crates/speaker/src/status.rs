@@ -19,6 +19,13 @@ pub struct Counters {
 }
 
 impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.open += o.open;
+        self.update += o.update;
+        self.notification += o.notification;
+        self.keepalive += o.keepalive;
+        self.route_refresh += o.route_refresh;
+    }
     pub fn count(&mut self, kind: &str) {
         match kind {
             "OPEN" => self.open += 1,

@@ -10,8 +10,9 @@
 //!   time) into announcements and withdrawals, grouped by attribute set so one
 //!   UPDATE carries many prefixes.
 //!
-//! - [`locrib::LocRib`]: every path per prefix in a prefix trie, with the best
-//!   path and ECMP set chosen by [`best`].
+//! - [`locrib::LocRib`]: every path per prefix (a hash index per family
+//!   over a slab of destinations), with the best path and ECMP set chosen
+//!   by [`best`].
 
 pub mod best;
 pub mod locrib;
@@ -25,67 +26,104 @@ use bgp_wire::{Family, Nlri, PathAttrs};
 use ipnet::IpNet;
 pub use rewrite::Rewrite;
 
-/// Shares identical attribute sets.
+/// Shares identical attribute sets; shared itself by the threads that
+/// receive them (the peer tasks intern what they decode, so the main loop
+/// does not: [`Interner::intern`] takes `&self`).
+///
 /// (hashbrown's default hasher: fast, and randomly seeded so that attribute
 /// sets crafted by a peer cannot be made to collide. Each set's hash is kept
 /// beside it: a new set is hashed once, not again for its insert nor every
 /// time the table grows, which re-hashed every set held: without it, 8
 /// bytes less per slot, but (a) took 0.1-0.3 s longer, each rehash reading
-/// every set and its AS path from cold memory.)
-#[derive(Default)]
+/// every set and its AS path from cold memory. The table is split in
+/// [`SHARDS`] by hash, each behind its own lock: peer tasks seldom wait for
+/// each other, and each part grows on its own, a sixteenth of the table at
+/// a time.)
 pub struct Interner {
-    set: hashbrown::HashTable<(u64, Arc<PathAttrs>)>,
+    shards: [std::sync::Mutex<Shard>; SHARDS],
     hasher: hashbrown::DefaultHashBuilder,
     /// Sets held after the last collection.
-    live: usize,
+    live: std::sync::atomic::AtomicUsize,
+}
+
+type Shard = hashbrown::HashTable<(u64, Arc<PathAttrs>)>;
+
+/// Parts of an [`Interner`]'s table.
+pub const SHARDS: usize = 16;
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            shards: std::array::from_fn(|_| Default::default()),
+            hasher: Default::default(),
+            live: Default::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Interner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Interner")
-            .field("sets", &self.set.len())
+            .field("sets", &self.len())
             .finish()
     }
 }
 
 impl Interner {
-    pub fn intern(&mut self, mut a: PathAttrs) -> Arc<PathAttrs> {
+    fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Shard> {
+        // (A shard is consistent after any panic in it: a set is in or not.)
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn intern(&self, mut a: PathAttrs) -> Arc<PathAttrs> {
         use std::hash::BuildHasher;
         // Equal sets in one form (rare attributes all absent = none).
         a.normalize();
         let h = self.hasher.hash_one(&a);
-        if let Some((_, x)) = self.set.find(h, |(xh, x)| *xh == h && **x == a) {
+        // (The top bits pick the shard; hashbrown uses the low ones and
+        // the top seven, which stay spread within a shard.)
+        let mut t = self.shard((h >> 32) as usize % SHARDS);
+        if let Some((_, x)) = t.find(h, |(xh, x)| *xh == h && **x == a) {
             return x.clone();
         }
         let x = Arc::new(a);
-        self.set.insert_unique(h, (h, x.clone()), |(h, _)| *h);
+        t.insert_unique(h, (h, x.clone()), |(h, _)| *h);
         x
     }
 
-    /// Drop sets no route uses any more.
-    pub fn collect(&mut self) {
-        self.set.retain(|(_, a)| Arc::strong_count(a) > 1);
-        self.live = self.set.len();
+    /// Drop sets no route uses any more (one shard locked at a time).
+    pub fn collect(&self) {
+        let mut live = 0;
+        for i in 0..SHARDS {
+            let mut t = self.shard(i);
+            t.retain(|(_, a)| Arc::strong_count(a) > 1);
+            live += t.len();
+        }
+        self.live.store(live, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// [`Interner::collect`] once the sets have doubled (and grown by a few
     /// thousand) since the last collection: routes whose attributes keep
     /// changing leave sets no route uses, and these go at an amortized
     /// constant cost per set interned. Whether it collected.
-    pub fn maybe_collect(&mut self) -> bool {
-        if self.set.len() <= 2 * self.live + 4096 {
+    pub fn maybe_collect(&self) -> bool {
+        let live = self.live.load(std::sync::atomic::Ordering::Relaxed);
+        if self.len() <= 2 * live + 4096 {
             return false;
         }
         self.collect();
         true
     }
 
+    /// Sets held (a moment's count while other threads intern).
     pub fn len(&self) -> usize {
-        self.set.len()
+        (0..SHARDS).map(|i| self.shard(i).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.len() == 0
     }
 }
 
@@ -370,7 +408,7 @@ mod tests {
 
     #[test]
     fn sets_no_route_uses_go_once_they_have_doubled() {
-        let mut i = Interner::default();
+        let i = Interner::default();
         let kept: Vec<_> = (0..5000).map(|n| i.intern(attrs(n))).collect();
         // Churn: sets interned and dropped at once.
         let mut collected = 0;
@@ -397,8 +435,39 @@ mod tests {
     }
 
     #[test]
+    fn threads_interning_the_same_sets_share_one_of_each() {
+        let i = Interner::default();
+        let got: Vec<Vec<Arc<PathAttrs>>> = std::thread::scope(|s| {
+            let i = &i;
+            let hs: Vec<_> = (0..4)
+                .map(|t| {
+                    // Each thread in another order.
+                    s.spawn(move || {
+                        let mut v: Vec<_> = (0..5000u32)
+                            .map(|n| (n + t * 1237) % 5000)
+                            .map(|n| (n, i.intern(attrs(n))))
+                            .collect();
+                        v.sort_by_key(|(n, _)| *n);
+                        v.into_iter().map(|(_, a)| a).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(i.len(), 5000);
+        for v in &got[1..] {
+            for (a, b) in v.iter().zip(&got[0]) {
+                assert!(Arc::ptr_eq(a, b));
+            }
+        }
+        drop(got);
+        i.collect();
+        assert!(i.is_empty());
+    }
+
+    #[test]
     fn interned_sets_are_found_again_after_the_table_grew() {
-        let mut i = Interner::default();
+        let i = Interner::default();
         let first: Vec<_> = (0..20_000).map(|n| i.intern(attrs(n))).collect();
         assert_eq!(i.len(), 20_000);
         for (n, a) in (0..20_000).zip(&first) {
@@ -412,7 +481,7 @@ mod tests {
 
     #[test]
     fn interning_finds_sets_equal_whether_rare_attributes_were_touched_or_not() {
-        let mut i = Interner::default();
+        let i = Interner::default();
         let plain = i.intern(attrs(1));
         let mut touched = attrs(1);
         touched
@@ -436,7 +505,7 @@ mod tests {
 
     #[test]
     fn adj_rib_in_holds_only_what_it_is_given_and_counts_every_route() {
-        let mut i = Interner::default();
+        let i = Interner::default();
         let nh = NextHop::V4("192.0.2.1".parse().unwrap());
         let mut a = attrs(65001);
         a.set_route_next_hop(Some(nh));
@@ -470,7 +539,7 @@ mod tests {
 
     #[test]
     fn adj_rib_out_groups_announcements_and_withdraws_only_what_was_sent() {
-        let mut i = Interner::default();
+        let i = Interner::default();
         let a1 = i.intern(attrs(1));
         let a2 = i.intern(attrs(2));
         let nh = NextHop::V4("192.0.2.1".parse().unwrap());

@@ -173,7 +173,7 @@ pub(crate) struct Main {
     pub global: Option<GlobalCfg>,
     pub originate: BTreeMap<IpNet, Origination>,
     pub peers: BTreeMap<String, PeerEntry>,
-    pub interner: Interner,
+    pub interner: Arc<Interner>,
     pub loc: LocRib,
     /// The attributes last built for an export filter to see (see `ExportCtx::path`).
     sent_memo: Option<(
@@ -259,7 +259,7 @@ async fn main_loop(
         global: None,
         originate: BTreeMap::new(),
         peers: BTreeMap::new(),
-        interner: Interner::default(),
+        interner: Arc::new(Interner::default()),
         loc: LocRib::new(BestCfg::default()),
         sent_memo: None,
         listener: None,
@@ -391,6 +391,7 @@ impl Main {
             main: self.events_tx.clone(),
             cmds: rx,
             outbox: Arc::new(peer::Outbox::default()),
+            interner: self.interner.clone(),
         };
         let outbox = peer.outbox.clone();
         let task = self.rt.spawn(peer.run());

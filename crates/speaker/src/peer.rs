@@ -26,7 +26,8 @@ use bgp_fsm::{
     SessionCfg, State,
 };
 use bgp_wire::notification::{self, Notification};
-use bgp_wire::{frame_len, Message, RouteRefresh, Update, MAX_LEN_EXTENDED};
+use bgp_wire::update::NextHop;
+use bgp_wire::{frame_len, Message, PathAttrs, RouteRefresh, Update, MAX_LEN_EXTENDED};
 use bytes::{Bytes, BytesMut};
 use datastore::{PeerCfg, PeerTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -150,7 +151,7 @@ pub(crate) enum PeerEvent {
     Update {
         key: String,
         gen: u64,
-        updates: Vec<Update>,
+        updates: Vec<Received>,
         /// Prefixes they announce and withdraw (counted once, here).
         prefixes: usize,
         /// Returned when the main loop takes the UPDATEs: a peer has at most
@@ -221,6 +222,71 @@ pub(crate) struct Peer {
     pub main: mpsc::UnboundedSender<PeerEvent>,
     pub cmds: mpsc::Receiver<PeerCmd>,
     pub outbox: Arc<Outbox>,
+    /// The speaker's attribute sets: what this peer sends is interned here,
+    /// not in the main loop.
+    pub interner: Arc<bgp_rib::Interner>,
+}
+
+/// An UPDATE as the main loop takes it: the attribute set of its
+/// announcements already interned, one per next hop, with that next hop as
+/// its route next hop (the RIB keeps a path's next hop in its set).
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub update: Update,
+    /// The set of the first next hop (almost every UPDATE has one) ...
+    first: Option<(NextHop, Arc<PathAttrs>)>,
+    /// ... and those of any others.
+    more: Vec<(NextHop, Arc<PathAttrs>)>,
+}
+
+impl Received {
+    /// The UPDATE's own set becomes the first one (not copied); the others
+    /// are copies of it with their next hop. The UPDATE keeps its classic
+    /// next hop, which `announcements` reads, and nothing else of its set.
+    pub(crate) fn new(mut update: Update, interner: &bgp_rib::Interner) -> Received {
+        let mut template = Some(std::mem::take(&mut update.attrs));
+        update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
+        let mut first: Option<(NextHop, Arc<PathAttrs>)> = None;
+        let mut more = Vec::new();
+        let mut last = None;
+        for (_, nh) in update.announcements() {
+            if last == Some(nh) {
+                continue;
+            }
+            last = Some(nh);
+            if first.as_ref().is_some_and(|(x, _)| *x == nh) || more.iter().any(|(x, _)| *x == nh) {
+                continue;
+            }
+            let mut a = template.take().unwrap_or_else(|| {
+                first
+                    .as_ref()
+                    .map(|(_, a)| PathAttrs::clone(a))
+                    .unwrap_or_default()
+            });
+            a.next_hop = None;
+            a.set_route_next_hop(Some(nh));
+            let a = interner.intern(a);
+            if first.is_none() {
+                first = Some((nh, a));
+            } else {
+                more.push((nh, a));
+            }
+        }
+        Received {
+            update,
+            first,
+            more,
+        }
+    }
+
+    /// The interned set of the announcements with next hop `nh`.
+    pub(crate) fn set(&self, nh: NextHop) -> Option<&Arc<PathAttrs>> {
+        self.first
+            .iter()
+            .chain(&self.more)
+            .find(|(x, _)| *x == nh)
+            .map(|(_, a)| a)
+    }
 }
 
 struct Run {
@@ -240,7 +306,7 @@ struct Run {
     /// UPDATEs decoded from the chunk being handled, for the main loop in
     /// one event (see [`Peer::flush_updates`]), the prefixes they carry and
     /// the session generation they belong to.
-    pending: Vec<Update>,
+    pending: Vec<Received>,
     pending_prefixes: usize,
     pending_gen: u64,
 }
@@ -852,7 +918,7 @@ impl Peer {
                         run.pending_gen = run.gen;
                     }
                     run.pending_prefixes += u.withdrawals().count() + u.announcements().count();
-                    run.pending.push(*u);
+                    run.pending.push(Received::new(*u, &self.interner));
                 }
                 Output::RouteRefresh(rr) => {
                     let _ = self.main.send(PeerEvent::Refresh {
@@ -914,6 +980,68 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update(classic: bool, v6: bool) -> Update {
+        use bgp_wire::update::MpReach;
+        use bgp_wire::{AsPath, Family, Nlri, Origin};
+        let mut u = Update {
+            attrs: PathAttrs {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::from_sequence(vec![64512, 64513])),
+                next_hop: classic.then(|| "192.0.2.1".parse().unwrap()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if classic {
+            u.nlri = vec![
+                Nlri::new("198.51.100.0/24".parse().unwrap()),
+                Nlri::new("203.0.113.0/24".parse().unwrap()),
+            ];
+        }
+        if v6 {
+            u.mp_reach = Some(MpReach {
+                family: Family::IPV6_UNICAST,
+                next_hop: NextHop::V6 {
+                    global: "2001:db8::1".parse().unwrap(),
+                    link_local: Some("fe80::1".parse().unwrap()),
+                },
+                nlri: vec![Nlri::new("2001:db8:1::/48".parse().unwrap())],
+            });
+        }
+        u
+    }
+
+    /// An UPDATE's announcements get one interned set per next hop, with
+    /// it as the route next hop and no classic NEXT_HOP in it; the same
+    /// attributes from another UPDATE share those sets.
+    #[test]
+    fn a_received_update_has_one_interned_set_per_next_hop() {
+        let i = bgp_rib::Interner::default();
+        let r = Received::new(update(true, true), &i);
+        let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
+        let v6 = r.update.mp_reach.as_ref().unwrap().next_hop;
+        let (a4, a6) = (r.set(v4).unwrap(), r.set(v6).unwrap());
+        assert_eq!(a4.route_next_hop(), Some(v4));
+        assert_eq!(a6.route_next_hop(), Some(v6));
+        assert_eq!((a4.next_hop, a6.next_hop), (None, None));
+        assert_eq!(a4.as_path, a6.as_path);
+        assert_eq!(i.len(), 2);
+        // The UPDATE still says which prefixes have which next hop.
+        let mut hops: Vec<_> = r.update.announcements().map(|(_, nh)| nh).collect();
+        hops.dedup();
+        assert_eq!(hops, vec![v4, v6]);
+        assert!(r.set(NextHop::V4("192.0.2.9".parse().unwrap())).is_none());
+        // Another UPDATE with the same attributes: the same sets.
+        let again = Received::new(update(true, false), &i);
+        assert!(Arc::ptr_eq(again.set(v4).unwrap(), a4));
+        let only6 = Received::new(update(false, true), &i);
+        assert!(Arc::ptr_eq(only6.set(v6).unwrap(), a6));
+        assert_eq!(i.len(), 2);
+        // A withdrawal only: no set.
+        let w = Received::new(update(false, false), &i);
+        assert!(w.first.is_none() && w.more.is_empty());
+    }
 
     /// The reader hands on whole messages only, many per chunk, in order,
     /// and a bad header after the good messages before it.

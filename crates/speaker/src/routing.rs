@@ -65,7 +65,7 @@ struct ImportCtx<'a> {
     p: &'a mut crate::PeerEntry,
     info: Arc<PeerInfo>,
     rejected: &'a mut BTreeMap<String, BTreeMap<IpNet, String>>,
-    interner: &'a mut bgp_rib::Interner,
+    interner: &'a bgp_rib::Interner,
     loc: &'a mut bgp_rib::locrib::LocRib,
     /// Next-hop resolution (none: no kernel to ask).
     resolver: Option<&'a fib::Resolver>,
@@ -183,7 +183,7 @@ struct ExportCtx<'a> {
     g: &'a GlobalCfg,
     /// The attributes last built for an export filter to see.
     memo: &'a mut Option<(Arc<PathAttrs>, Rewrite, PathAttrs)>,
-    interner: &'a mut bgp_rib::Interner,
+    interner: &'a bgp_rib::Interner,
 }
 
 impl ExportCtx<'_> {
@@ -290,7 +290,7 @@ impl Main {
     fn import(
         &mut self,
         key: &str,
-        update: &mut Update,
+        received: &crate::peer::Received,
         now: u32,
         changed: &mut Vec<(IpNet, u32)>,
     ) {
@@ -304,7 +304,7 @@ impl Main {
             return;
         };
         let mut rej = rejected.get_mut(key);
-        for n in update.withdrawals() {
+        for n in received.update.withdrawals() {
             let path_id = n.path_id.unwrap_or(0);
             let held = p.rib_in.release(&(n.prefix, path_id));
             if let Some(r) = rej.as_deref_mut() {
@@ -321,34 +321,25 @@ impl Main {
         let Some(mut ctx) = self.import_ctx(key) else {
             return;
         };
-        // One attribute set for every announcement of the UPDATE with one
-        // next hop (the RIB keeps a path's next hop in its set), interned
-        // and loop-checked once; the IGP cost once per next hop too. The
-        // UPDATE's own set becomes the first one (not copied); the UPDATE
-        // keeps its classic next hop, which `announcements` reads.
-        let mut template = Some(std::mem::take(&mut update.attrs));
-        update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
+        // The peer task interned one attribute set per next hop (see
+        // `peer::Received`); each is loop-checked here once, the IGP cost
+        // found once per next hop too.
         let mut last: Option<(NextHop, Arc<PathAttrs>, Prechecked)> = None;
-        for (n, nh) in update.announcements() {
+        for (n, nh) in received.update.announcements() {
             let (a, pre) = match &last {
                 Some((x, a, pre)) if *x == nh => (a.clone(), *pre),
                 _ => {
-                    // (After the first set, the others are copies of it.)
-                    let mut a = template.take().unwrap_or_else(|| {
-                        last.as_ref()
-                            .map(|(_, a, _)| PathAttrs::clone(a))
-                            .unwrap_or_default()
-                    });
-                    a.next_hop = None;
-                    a.set_route_next_hop(Some(nh));
+                    let Some(a) = received.set(nh) else {
+                        // (Cannot be: every next hop has its set.)
+                        continue;
+                    };
                     let pre = Prechecked {
                         since: now,
-                        loop_check: Self::import_check(ctx.g, &a),
+                        loop_check: Self::import_check(ctx.g, a),
                         igp_cost: igp_cost(ctx.resolver, &nh),
                     };
-                    let a = ctx.interner.intern(a);
                     last = Some((nh, a.clone(), pre));
-                    (a, pre)
+                    (a.clone(), pre)
                 }
             };
             let o = ctx.route(n.prefix, n.path_id.unwrap_or(0), &a, pre);
@@ -906,7 +897,7 @@ impl Main {
     /// Adj-RIB-In and the Loc-RIB at once; what changed is exported once for
     /// the whole batch (a burst of small UPDATEs becomes a few large ones, and
     /// a prefix that changed twice is sent once, in its final state).
-    pub(crate) async fn updates(&mut self, batch: Vec<(String, u64, Vec<Update>)>) {
+    pub(crate) async fn updates(&mut self, batch: Vec<(String, u64, Vec<crate::peer::Received>)>) {
         let now = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
@@ -922,7 +913,8 @@ impl Main {
             if !live {
                 continue;
             }
-            for mut update in updates {
+            for received in updates {
+                let update = &received.update;
                 if let Some(f) = update.is_end_of_rib() {
                     if let Some(s) = self.peers.get_mut(&key).and_then(|p| p.session.as_mut()) {
                         s.eor.insert(f);
@@ -938,7 +930,7 @@ impl Main {
                         warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
                     }
                 }
-                self.import(&key, &mut update, now, &mut changed);
+                self.import(&key, &received, now, &mut changed);
             }
             if let Some(p) = self.peers.get(&key) {
                 status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;

@@ -202,9 +202,7 @@ fn apply_set(set: &Set, a: &PathAttrs, local_as: u32) -> Option<PathAttrs> {
     if let Some((asn, n)) = set.prepend {
         // AS 0 stands for the speaker's own AS.
         let asn = if asn == 0 { local_as } else { asn };
-        a.as_path
-            .get_or_insert_with(Default::default)
-            .prepend(asn, n);
+        a.as_path_mut().prepend(asn, n);
     }
     Some(a)
 }

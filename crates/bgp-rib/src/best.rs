@@ -130,7 +130,7 @@ impl Path {
         self.attrs.local_pref.unwrap_or(100)
     }
     pub fn as_path_len(&self) -> usize {
-        self.attrs.as_path.as_ref().map(|p| p.len()).unwrap_or(0)
+        self.attrs.as_path_len()
     }
     pub fn origin(&self) -> Origin {
         self.attrs.origin.unwrap_or(Origin::Incomplete)

@@ -466,6 +466,18 @@ mod tests {
     }
 
     #[test]
+    fn interned_sets_carry_their_as_path_length() {
+        let i = Interner::default();
+        let mut a = attrs(65001);
+        a.as_path_mut().prepend(65000, 2);
+        assert_eq!(a.as_path_len_hint, 0);
+        let x = i.intern(a.clone());
+        assert_eq!((x.as_path_len_hint, x.as_path_len()), (4, 3));
+        // Found again from a set that does not know it.
+        assert!(Arc::ptr_eq(&x, &i.intern(a)));
+    }
+
+    #[test]
     fn interned_sets_are_found_again_after_the_table_grew() {
         let i = Interner::default();
         let first: Vec<_> = (0..20_000).map(|n| i.intern(attrs(n))).collect();

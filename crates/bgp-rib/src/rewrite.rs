@@ -60,9 +60,7 @@ impl Rewrite {
                 if !keep_med {
                     a.med = None;
                 }
-                a.as_path
-                    .get_or_insert_with(Default::default)
-                    .prepend(asn, 1);
+                a.as_path_mut().prepend(asn, 1);
             }
         }
         a

@@ -343,7 +343,7 @@ pub struct RawAttr {
 
 /// The path attributes of a route, except MP_REACH/MP_UNREACH which carry NLRI.
 /// `Hash + Eq` so that a RIB can intern identical sets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Default, Eq, serde::Serialize)]
 pub struct PathAttrs {
     pub origin: Option<Origin>,
     pub as_path: Option<AsPath>,
@@ -367,6 +367,64 @@ pub struct PathAttrs {
     /// set is 64 bytes, not 80.
     #[serde(skip)]
     pub route_hop: Option<IpAddr>,
+    /// Not an attribute: the AS path's length ([`AsPath::len`]) plus one,
+    /// as [`PathAttrs::normalize`] found it (a RIB normalizes every set it
+    /// interns), so that best-path selection reads the length from the set
+    /// and not from the AS path's own allocation (one cache miss less per
+    /// path compared). 0: not known; 255: 254 or more. Read with
+    /// [`PathAttrs::as_path_len`]; ignored by `==` and `Hash`, never
+    /// encoded. (It takes the set's one byte of padding: still 64 bytes.)
+    #[serde(skip)]
+    pub as_path_len_hint: u8,
+}
+
+impl PartialEq for PathAttrs {
+    fn eq(&self, o: &Self) -> bool {
+        // Every field but the hint (destructured: a new field must be named here).
+        let PathAttrs {
+            origin,
+            as_path,
+            next_hop,
+            med,
+            local_pref,
+            communities,
+            rare,
+            route_hop,
+            as_path_len_hint: _,
+        } = self;
+        *origin == o.origin
+            && *med == o.med
+            && *local_pref == o.local_pref
+            && *next_hop == o.next_hop
+            && *route_hop == o.route_hop
+            && *as_path == o.as_path
+            && *communities == o.communities
+            && *rare == o.rare
+    }
+}
+
+impl std::hash::Hash for PathAttrs {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let PathAttrs {
+            origin,
+            as_path,
+            next_hop,
+            med,
+            local_pref,
+            communities,
+            rare,
+            route_hop,
+            as_path_len_hint: _,
+        } = self;
+        origin.hash(h);
+        as_path.hash(h);
+        next_hop.hash(h);
+        med.hash(h);
+        local_pref.hash(h);
+        communities.hash(h);
+        rare.hash(h);
+        route_hop.hash(h);
+    }
 }
 
 /// The attributes of a [`PathAttrs`] that most routes do not have.
@@ -445,10 +503,30 @@ impl PathAttrs {
     }
 
     /// One form for equal sets (so that interning finds them equal): rare
-    /// attributes all absent are none.
+    /// attributes all absent are none; and the AS path's length noted (see
+    /// [`PathAttrs::as_path_len_hint`]).
     pub fn normalize(&mut self) {
         if self.rare.as_deref() == Some(&NO_RARE) {
             self.rare = None;
+        }
+        let n = self.as_path.as_ref().map_or(0, AsPath::len);
+        self.as_path_len_hint = n.saturating_add(1).min(255) as u8;
+    }
+
+    /// The AS path, to change (an empty one if there was none): its length
+    /// is not known any more (see [`PathAttrs::as_path_len_hint`]) until
+    /// the set is normalized again.
+    pub fn as_path_mut(&mut self) -> &mut AsPath {
+        self.as_path_len_hint = 0;
+        self.as_path.get_or_insert_with(Default::default)
+    }
+
+    /// The AS path's length ([`AsPath::len`], 0 without one): from the
+    /// hint when a normalized set has it, else counted.
+    pub fn as_path_len(&self) -> usize {
+        match self.as_path_len_hint {
+            0 | 255 => self.as_path.as_ref().map_or(0, AsPath::len),
+            h => h as usize - 1,
         }
     }
 
@@ -902,6 +980,47 @@ mod tests {
         p.prepend(65000, 2);
         assert_eq!(p.to_string(), "65000 65000 65001 65002 {1 2 3}");
         assert_eq!(p.first(), Some(65000));
+    }
+
+    #[test]
+    fn normalized_sets_know_their_as_path_length_and_compare_without_it() {
+        use std::hash::BuildHasher;
+        let path = AsPath::from_segments([
+            (SegmentKind::Sequence, vec![65001, 65002]),
+            (SegmentKind::Set, vec![1, 2, 3]),
+        ]);
+        let raw = PathAttrs {
+            as_path: Some(path),
+            local_pref: Some(100),
+            ..Default::default()
+        };
+        assert_eq!(raw.as_path_len_hint, 0, "decoded: not known");
+        assert_eq!(raw.as_path_len(), 3, "counted");
+        let mut n = raw.clone();
+        n.normalize();
+        assert_eq!(n.as_path_len_hint, 4);
+        assert_eq!(n.as_path_len(), 3);
+        // The hint is no part of the set's identity.
+        let s = std::hash::RandomState::new();
+        assert_eq!(n, raw);
+        assert_eq!(s.hash_one(&n), s.hash_one(&raw));
+        // Changed through `as_path_mut`: counted again, never the stale hint.
+        let mut m = n.clone();
+        m.as_path_mut().prepend(65000, 3);
+        assert_eq!(m.as_path_len(), 6);
+        assert_ne!(m, n);
+        m.normalize();
+        assert_eq!((m.as_path_len_hint, m.as_path_len()), (7, 6));
+        // No AS path: length 0 (hint 1); 254 and more: counted.
+        let mut none = PathAttrs::default();
+        none.normalize();
+        assert_eq!((none.as_path_len_hint, none.as_path_len()), (1, 0));
+        let mut long = PathAttrs {
+            as_path: Some(AsPath::from_sequence(vec![65001; 300])),
+            ..Default::default()
+        };
+        long.normalize();
+        assert_eq!((long.as_path_len_hint, long.as_path_len()), (255, 300));
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn full_attrs() -> PathAttrs {
             route_link_local: None,
         })),
         route_hop: None,
+        as_path_len_hint: 0,
     }
 }
 

@@ -378,9 +378,21 @@ pub struct PathAttrs {
     pub as_path_len_hint: u8,
 }
 
-impl PartialEq for PathAttrs {
-    fn eq(&self, o: &Self) -> bool {
-        // Every field but the hint (destructured: a new field must be named here).
+/// The fields that make a set's identity: all but the hint.
+type Identity<'a> = (
+    &'a Option<Origin>,
+    &'a Option<AsPath>,
+    &'a Option<Ipv4Addr>,
+    &'a Option<u32>,
+    &'a Option<u32>,
+    &'a ThinVec<u32>,
+    &'a Option<Box<RareAttrs>>,
+    &'a Option<IpAddr>,
+);
+
+impl PathAttrs {
+    /// What `==` and `Hash` look at (destructured: a new field must be named here).
+    fn identity(&self) -> Identity<'_> {
         let PathAttrs {
             origin,
             as_path,
@@ -392,38 +404,28 @@ impl PartialEq for PathAttrs {
             route_hop,
             as_path_len_hint: _,
         } = self;
-        *origin == o.origin
-            && *med == o.med
-            && *local_pref == o.local_pref
-            && *next_hop == o.next_hop
-            && *route_hop == o.route_hop
-            && *as_path == o.as_path
-            && *communities == o.communities
-            && *rare == o.rare
+        (
+            origin,
+            as_path,
+            next_hop,
+            med,
+            local_pref,
+            communities,
+            rare,
+            route_hop,
+        )
+    }
+}
+
+impl PartialEq for PathAttrs {
+    fn eq(&self, o: &Self) -> bool {
+        self.identity() == o.identity()
     }
 }
 
 impl std::hash::Hash for PathAttrs {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        let PathAttrs {
-            origin,
-            as_path,
-            next_hop,
-            med,
-            local_pref,
-            communities,
-            rare,
-            route_hop,
-            as_path_len_hint: _,
-        } = self;
-        origin.hash(h);
-        as_path.hash(h);
-        next_hop.hash(h);
-        med.hash(h);
-        local_pref.hash(h);
-        communities.hash(h);
-        rare.hash(h);
-        route_hop.hash(h);
+        self.identity().hash(h);
     }
 }
 

@@ -62,20 +62,21 @@ impl Source {
     }
 }
 
-/// One path to a prefix.
+/// One path to a prefix: 24 bytes. What routes share lives in the interned
+/// set: their next hop ([`Path::next_hop`]) and ADD-PATH path id
+/// ([`Path::path_id`]); when the path arrived is found from its arrival
+/// number ([`crate::locrib::LocRib::since`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
     pub source: Source,
-    pub path_id: u32,
-    /// Interned; with the path's next hop as its `route_next_hop` (see [`Path::next_hop`]).
+    /// Interned; with the path's next hop as its `route_next_hop` (see
+    /// [`Path::next_hop`]) and its path id as its `route_path_id`.
     pub attrs: Arc<PathAttrs>,
     /// IGP cost to the next hop; unresolved: the path is not eligible.
     pub igp_cost: IgpCost,
     /// Arrival order: lower is older (the Loc-RIB numbers its paths again,
     /// in the same order, before this wraps).
     pub seq: u32,
-    /// When it was received (Unix seconds; 0 for local paths), as shown.
-    pub since: u32,
 }
 
 /// An IGP cost to a next hop, or none (unresolvable): an `Option<u32>` in
@@ -116,6 +117,11 @@ impl Path {
     /// peer mostly share it; 34 bytes less per path): unspecified when unset.
     pub fn next_hop(&self) -> NextHop {
         next_hop_of(&self.attrs)
+    }
+    /// The ADD-PATH path identifier the path was received with (0: none),
+    /// kept in the interned set (see `PathAttrs::route_path_id`).
+    pub fn path_id(&self) -> u32 {
+        self.attrs.route_path_id()
     }
     pub fn is_local(&self) -> bool {
         matches!(self.source, Source::Local)

@@ -185,10 +185,44 @@ pub struct LocRib {
     pub cfg: BestCfg,
     /// The last arrival number given (see [`LocRib::next_seq`]).
     seq: u32,
+    /// When paths arrived, by arrival number (see [`LocRib::since`]).
+    arrivals: Arrivals,
     /// Ids of pruned destinations, for reuse; then `dests.len()` onwards.
     free_ids: Vec<u32>,
     /// Destinations with no path, not yet pruned.
     empty: usize,
+}
+
+/// When paths arrived: the first arrival number given in each second that
+/// gave one, and that second (Unix time), in order. A path's time is the
+/// entry at or before its arrival number, so that a path needs no time of
+/// its own (four bytes a path; a table of a million paths that arrived
+/// within a minute has sixty entries here). Entries no path needs any more
+/// are dropped once they have doubled ([`LocRib::compact_arrivals`]).
+#[derive(Default)]
+struct Arrivals {
+    /// (first arrival number, Unix seconds), both increasing.
+    log: Vec<(u32, u32)>,
+    /// The clock: the time given to the next arrivals ([`LocRib::set_now`]).
+    now: u32,
+    /// Entries after the last compaction.
+    kept: usize,
+}
+
+impl Arrivals {
+    /// Note that arrival number `seq` is given now.
+    fn note(&mut self, seq: u32) {
+        if self.log.last().is_none_or(|&(_, t)| t != self.now) {
+            self.log.push((seq, self.now));
+        }
+    }
+    /// The entry of arrival number `seq`.
+    fn entry(&self, seq: u32) -> Option<usize> {
+        self.log.partition_point(|&(s, _)| s <= seq).checked_sub(1)
+    }
+    fn time(&self, seq: u32) -> u32 {
+        self.entry(seq).map_or(0, |i| self.log[i].1)
+    }
 }
 
 /// The most destinations a Loc-RIB holds (ids fit in 26 bits, so that an
@@ -305,9 +339,9 @@ impl V4Index {
     }
 }
 
-/// One multipath entry as compared: source (by identity), path id and
-/// attribute set (by identity; the set holds the path's next hop).
-type SelEntry = (usize, u32, usize);
+/// One multipath entry as compared: source and attribute set, both by
+/// identity (the set holds the path's next hop and path id).
+type SelEntry = (usize, usize);
 
 /// What the prefix forwards and advertises, compared before and after a
 /// change; inline (no allocation) for up to two paths.
@@ -318,7 +352,6 @@ fn selection(d: &Dest) -> Selection {
         .map(|p| {
             (
                 p.source.identity(),
-                p.path_id,
                 std::sync::Arc::as_ptr(&p.attrs) as usize,
             )
         })
@@ -426,6 +459,22 @@ impl LocRib {
         }
     }
 
+    /// The time (Unix seconds) given to paths that arrive from now on, as
+    /// their [`LocRib::since`]: the caller reads the clock once per batch,
+    /// not per path.
+    pub fn set_now(&mut self, now: u32) {
+        self.arrivals.now = now;
+    }
+
+    /// When `path` (one of this Loc-RIB's) arrived, or last changed
+    /// attributes: Unix seconds; 0 for locally originated paths.
+    pub fn since(&self, path: &Path) -> u32 {
+        if path.is_local() {
+            return 0;
+        }
+        self.arrivals.time(path.seq)
+    }
+
     /// The next arrival number. Four bytes a path, not eight: when they
     /// run out (after four billion changes) every path is numbered again
     /// from 1 in the order it had, so ages compare as before.
@@ -433,11 +482,37 @@ impl LocRib {
         if self.seq == u32::MAX {
             self.renumber();
         }
+        if self.arrivals.log.len() >= 2 * self.arrivals.kept + 1024 {
+            self.compact_arrivals();
+        }
         self.seq += 1;
+        self.arrivals.note(self.seq);
         self.seq
     }
 
-    /// Number the paths again 1, 2, ... keeping their order of arrival.
+    /// Drop the arrival entries no path needs (one walk over the paths;
+    /// called once they have doubled, so an amortized constant per entry).
+    fn compact_arrivals(&mut self) {
+        let a = &mut self.arrivals;
+        let mut used = vec![false; a.log.len()];
+        for i in 0..self.dests.len() {
+            for p in self.dests[i].paths() {
+                if let Some(e) = a.entry(p.seq) {
+                    used[e] = true;
+                }
+            }
+        }
+        // (The last one stays: arrivals in this second go on with it.)
+        if let Some(u) = used.last_mut() {
+            *u = true;
+        }
+        let mut used = used.into_iter();
+        a.log.retain(|_| used.next().unwrap_or(true));
+        a.kept = a.log.len();
+    }
+
+    /// Number the paths again 1, 2, ... keeping their order of arrival
+    /// and their times.
     fn renumber(&mut self) {
         let mut seqs: Vec<u32> = Vec::new();
         for i in 0..self.dests.len() {
@@ -445,6 +520,16 @@ impl LocRib {
         }
         seqs.sort_unstable();
         seqs.dedup();
+        // Each entry starts at the first arrival number it still covers;
+        // entries that cover none give way to the next one.
+        let mut log: Vec<(u32, u32)> = Vec::new();
+        for &(first, t) in &self.arrivals.log {
+            let s = seqs.partition_point(|&x| x < first) as u32 + 1;
+            match log.last_mut() {
+                Some(last) if last.0 == s => *last = (s, t),
+                _ => log.push((s, t)),
+            }
+        }
         for i in 0..self.dests.len() {
             for p in self.dests[i].paths_mut() {
                 // (Every seq is in `seqs`.)
@@ -452,6 +537,8 @@ impl LocRib {
             }
         }
         self.seq = seqs.len() as u32;
+        self.arrivals.kept = log.len();
+        self.arrivals.log = log;
     }
 
     /// Add or replace the path from (source, path id).
@@ -500,10 +587,10 @@ impl LocRib {
         let before = selection(d);
         // The paths stay ordered best first (see `best::select`): the new
         // one is put in its place, not the whole list sorted again.
+        let path_id = path.path_id();
         let old = d.paths().iter().position(|x| {
-            x.path_id == path.path_id
-                && (x.source.identity() == path.source.identity()
-                    || x.source.key() == path.source.key())
+            (x.source.identity() == path.source.identity() || x.source.key() == path.source.key())
+                && x.path_id() == path_id
         });
         let had = old.is_some();
         match old.and_then(|j| d.take(j)) {
@@ -549,7 +636,7 @@ impl LocRib {
         };
         let d = &mut self.dests[id as usize];
         let (changed, had) = Self::remove_in(&cfg, d, &mut self.empty, true, |p| {
-            p.source.key() == source && p.path_id == path_id
+            p.source.key() == source && p.path_id() == path_id
         });
         Outcome {
             changed,

@@ -443,6 +443,12 @@ pub struct RareAttrs {
     /// (see [`PathAttrs::route_hop`]); never encoded.
     #[serde(skip)]
     pub route_link_local: Option<Ipv6Addr>,
+    /// Not an attribute: the ADD-PATH path identifier (RFC 7911) of the
+    /// routes that share this set in a RIB (0: none), kept here like the
+    /// route next hop so that a path needs no field for it (few peers send
+    /// path identifiers); never encoded.
+    #[serde(skip)]
+    pub route_path_id: u32,
 }
 
 static NO_RARE: RareAttrs = RareAttrs {
@@ -454,6 +460,7 @@ static NO_RARE: RareAttrs = RareAttrs {
     large_communities: ThinVec::new(),
     unknown: ThinVec::new(),
     route_link_local: None,
+    route_path_id: 0,
 };
 
 impl PathAttrs {
@@ -469,9 +476,10 @@ impl PathAttrs {
     }
 
     /// Replace the rare attributes (none kept if all are absent); the
-    /// route next hop's link-local address stays.
+    /// route next hop's link-local address and the route path id stay.
     pub fn set_rare(&mut self, mut r: RareAttrs) {
         r.route_link_local = self.rare().route_link_local;
+        r.route_path_id = self.rare().route_path_id;
         self.rare = (r != NO_RARE).then(|| Box::new(r));
     }
 
@@ -500,6 +508,21 @@ impl PathAttrs {
         // (No rare attributes allocated to clear an absent one.)
         if ll != self.rare().route_link_local {
             self.rare_mut().route_link_local = ll;
+            self.normalize();
+        }
+    }
+
+    /// The ADD-PATH path identifier of the routes that share this set in a
+    /// RIB (see [`RareAttrs::route_path_id`]; 0: none).
+    pub fn route_path_id(&self) -> u32 {
+        self.rare().route_path_id
+    }
+
+    /// Set the route path id (see [`RareAttrs::route_path_id`]).
+    pub fn set_route_path_id(&mut self, id: u32) {
+        // (No rare attributes allocated to clear an absent one.)
+        if id != self.rare().route_path_id {
+            self.rare_mut().route_path_id = id;
             self.normalize();
         }
     }
@@ -916,6 +939,37 @@ pub(crate) fn encode_attrs(a: &PathAttrs, ctx: &Ctx, mp: Option<(u8, &[u8])>, ou
 mod tests {
     use super::*;
     use crate::update::NextHop;
+
+    #[test]
+    fn a_route_path_id_is_part_of_the_set_kept_with_the_rare_ones_and_never_encoded() {
+        let mut a = PathAttrs {
+            med: Some(5),
+            ..Default::default()
+        };
+        let plain = a.clone();
+        a.set_route_path_id(3);
+        assert_eq!((a.route_path_id(), a.rare.is_some()), (3, true));
+        assert_ne!(a, plain, "another path id: another set");
+        // Replacing the rare attributes keeps it.
+        a.set_rare(RareAttrs {
+            originator_id: Some("192.0.2.7".parse().unwrap()),
+            ..Default::default()
+        });
+        assert_eq!(a.route_path_id(), 3);
+        // Never encoded.
+        let ctx = Ctx::default();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        encode_attrs(&a, &ctx, None, &mut with);
+        let mut bare = a.clone();
+        bare.set_route_path_id(0);
+        encode_attrs(&bare, &ctx, None, &mut without);
+        assert_eq!(with, without);
+        // Gone with the rare attributes it needed.
+        a.set_rare(RareAttrs::default());
+        a.set_route_path_id(0);
+        assert_eq!(a, plain);
+        assert!(a.rare.is_none());
+    }
 
     #[test]
     fn a_set_is_64_bytes_and_keeps_a_link_local_route_next_hop_with_the_rare_ones() {

@@ -684,13 +684,13 @@ impl Main {
                     d.is_some_and(|d| {
                         d.selected().get(i).is_some_and(|x| {
                             let x = &d.paths()[x];
-                            x.source.key() == key && x.path_id == path_id
+                            x.source.key() == key && x.path_id() == path_id
                         })
                     })
                 };
                 let multipath = d.is_some_and(|d| {
                     d.multipath()
-                        .any(|x| x.source.key() == key && x.path_id == path_id)
+                        .any(|x| x.source.key() == key && x.path_id() == path_id)
                 });
                 out.push(RibEntry {
                     prefix,

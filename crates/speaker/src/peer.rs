@@ -228,33 +228,40 @@ pub(crate) struct Peer {
 }
 
 /// An UPDATE as the main loop takes it: the attribute set of its
-/// announcements already interned, one per next hop, with that next hop as
-/// its route next hop (the RIB keeps a path's next hop in its set).
+/// announcements already interned, one per next hop (and ADD-PATH path id),
+/// with that next hop as its route next hop and that path id as its route
+/// path id (the RIB keeps both in a path's set).
 #[derive(Debug)]
 pub(crate) struct Received {
     pub update: Update,
-    /// The set of the first next hop (almost every UPDATE has one) ...
-    first: Option<(NextHop, Arc<PathAttrs>)>,
+    /// The set of the first next hop and path id (almost every UPDATE has
+    /// one) ...
+    first: Option<(SetKey, Arc<PathAttrs>)>,
     /// ... and those of any others.
-    more: Vec<(NextHop, Arc<PathAttrs>)>,
+    more: Vec<(SetKey, Arc<PathAttrs>)>,
 }
+
+/// What tells apart the sets of one UPDATE: next hop, path id (0: none).
+type SetKey = (NextHop, u32);
 
 impl Received {
     /// The UPDATE's own set becomes the first one (not copied); the others
-    /// are copies of it with their next hop. The UPDATE keeps its classic
-    /// next hop, which `announcements` reads, and nothing else of its set.
+    /// are copies of it with their next hop and path id. The UPDATE keeps
+    /// its classic next hop, which `announcements` reads, and nothing else
+    /// of its set.
     pub(crate) fn new(mut update: Update, interner: &bgp_rib::Interner) -> Received {
         let mut template = Some(std::mem::take(&mut update.attrs));
         update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
-        let mut first: Option<(NextHop, Arc<PathAttrs>)> = None;
+        let mut first: Option<(SetKey, Arc<PathAttrs>)> = None;
         let mut more = Vec::new();
         let mut last = None;
-        for (_, nh) in update.announcements() {
-            if last == Some(nh) {
+        for (n, nh) in update.announcements() {
+            let k = (nh, n.path_id.unwrap_or(0));
+            if last == Some(k) {
                 continue;
             }
-            last = Some(nh);
-            if first.as_ref().is_some_and(|(x, _)| *x == nh) || more.iter().any(|(x, _)| *x == nh) {
+            last = Some(k);
+            if first.as_ref().is_some_and(|(x, _)| *x == k) || more.iter().any(|(x, _)| *x == k) {
                 continue;
             }
             let mut a = template.take().unwrap_or_else(|| {
@@ -265,11 +272,12 @@ impl Received {
             });
             a.next_hop = None;
             a.set_route_next_hop(Some(nh));
+            a.set_route_path_id(k.1);
             let a = interner.intern(a);
             if first.is_none() {
-                first = Some((nh, a));
+                first = Some((k, a));
             } else {
-                more.push((nh, a));
+                more.push((k, a));
             }
         }
         Received {
@@ -279,12 +287,13 @@ impl Received {
         }
     }
 
-    /// The interned set of the announcements with next hop `nh`.
-    pub(crate) fn set(&self, nh: NextHop) -> Option<&Arc<PathAttrs>> {
+    /// The interned set of the announcements with next hop `nh` and path
+    /// id `path_id` (0: none).
+    pub(crate) fn set(&self, nh: NextHop, path_id: u32) -> Option<&Arc<PathAttrs>> {
         self.first
             .iter()
             .chain(&self.more)
-            .find(|(x, _)| *x == nh)
+            .find(|(x, _)| *x == (nh, path_id))
             .map(|(_, a)| a)
     }
 }
@@ -1025,7 +1034,7 @@ mod tests {
         let r = Received::new(update(true, true), &i);
         let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
         let v6 = r.update.mp_reach.as_ref().unwrap().next_hop;
-        let (a4, a6) = (r.set(v4).unwrap(), r.set(v6).unwrap());
+        let (a4, a6) = (r.set(v4, 0).unwrap(), r.set(v6, 0).unwrap());
         assert_eq!(a4.route_next_hop(), Some(v4));
         assert_eq!(a6.route_next_hop(), Some(v6));
         assert_eq!((a4.next_hop, a6.next_hop), (None, None));
@@ -1035,16 +1044,40 @@ mod tests {
         let mut hops: Vec<_> = r.update.announcements().map(|(_, nh)| nh).collect();
         hops.dedup();
         assert_eq!(hops, vec![v4, v6]);
-        assert!(r.set(NextHop::V4("192.0.2.9".parse().unwrap())).is_none());
+        assert!(r
+            .set(NextHop::V4("192.0.2.9".parse().unwrap()), 0)
+            .is_none());
+        assert!(r.set(v4, 1).is_none(), "no path id 1 in it");
         // Another UPDATE with the same attributes: the same sets.
         let again = Received::new(update(true, false), &i);
-        assert!(Arc::ptr_eq(again.set(v4).unwrap(), a4));
+        assert!(Arc::ptr_eq(again.set(v4, 0).unwrap(), a4));
         let only6 = Received::new(update(false, true), &i);
-        assert!(Arc::ptr_eq(only6.set(v6).unwrap(), a6));
+        assert!(Arc::ptr_eq(only6.set(v6, 0).unwrap(), a6));
         assert_eq!(i.len(), 2);
         // A withdrawal only: no set.
         let w = Received::new(update(false, false), &i);
         assert!(w.first.is_none() && w.more.is_empty());
+    }
+
+    /// ADD-PATH: announcements with other path ids get sets of their own,
+    /// each with its path id as route path id; equal attributes otherwise.
+    #[test]
+    fn a_received_update_has_one_set_per_next_hop_and_path_id() {
+        let i = bgp_rib::Interner::default();
+        let mut u = update(true, false);
+        for (n, id) in u.nlri.iter_mut().zip([7, 9]) {
+            n.path_id = Some(id);
+        }
+        let r = Received::new(u, &i);
+        let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
+        let (a7, a9) = (r.set(v4, 7).unwrap(), r.set(v4, 9).unwrap());
+        assert_eq!((a7.route_path_id(), a9.route_path_id()), (7, 9));
+        assert!(!Arc::ptr_eq(a7, a9));
+        assert_eq!(
+            (a7.as_path.clone(), a7.route_next_hop()),
+            (a9.as_path.clone(), Some(v4))
+        );
+        assert!(r.set(v4, 0).is_none());
     }
 
     /// The reader hands on whole messages only, many per chunk, in order,

@@ -141,14 +141,19 @@ impl ImportCtx<'_> {
         }
         let o = match path_attrs {
             None => loc.remove_id(&prefix, key, path_id),
-            Some(path_attrs) => {
+            Some(mut path_attrs) => {
+                // (The peer task interned the set with its path id; this
+                // holds for any other set too.)
+                if path_attrs.route_path_id() != path_id {
+                    let mut a = PathAttrs::clone(&path_attrs);
+                    a.set_route_path_id(path_id);
+                    path_attrs = interner.intern(a);
+                }
                 let path = Path {
                     source: Source::Peer(info),
-                    path_id,
                     attrs: path_attrs,
                     igp_cost: igp_cost.into(),
                     seq: 0,
-                    since,
                 };
                 let o = loc.upsert_id(prefix, path);
                 if o.id.is_none() {
@@ -303,6 +308,7 @@ impl Main {
         let Some(p) = peers.get_mut(key) else {
             return;
         };
+        loc.set_now(now);
         let mut rej = rejected.get_mut(key);
         for n in received.update.withdrawals() {
             let path_id = n.path_id.unwrap_or(0);
@@ -324,12 +330,13 @@ impl Main {
         // The peer task interned one attribute set per next hop (see
         // `peer::Received`); each is loop-checked here once, the IGP cost
         // found once per next hop too.
-        let mut last: Option<(NextHop, Arc<PathAttrs>, Prechecked)> = None;
+        let mut last: Option<(NextHop, u32, Arc<PathAttrs>, Prechecked)> = None;
         for (n, nh) in received.update.announcements() {
+            let path_id = n.path_id.unwrap_or(0);
             let (a, pre) = match &last {
-                Some((x, a, pre)) if *x == nh => (a.clone(), *pre),
+                Some((x, id, a, pre)) if *x == nh && *id == path_id => (a.clone(), *pre),
                 _ => {
-                    let Some(a) = received.set(nh) else {
+                    let Some(a) = received.set(nh, path_id) else {
                         // (Cannot be: every next hop has its set.)
                         continue;
                     };
@@ -338,11 +345,11 @@ impl Main {
                         loop_check: Self::import_check(ctx.g, a),
                         igp_cost: igp_cost(ctx.resolver, &nh),
                     };
-                    last = Some((nh, a.clone(), pre));
+                    last = Some((nh, path_id, a.clone(), pre));
                     (a.clone(), pre)
                 }
             };
-            let o = ctx.route(n.prefix, n.path_id.unwrap_or(0), &a, pre);
+            let o = ctx.route(n.prefix, path_id, &a, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }
@@ -379,13 +386,13 @@ impl Main {
             p.rib_in.iter_held().map(|(k, r)| (*k, r.clone())).collect();
         for (prefix, d) in self.loc.iter() {
             for x in d.paths().iter().filter(|x| x.source.key() == key) {
-                let k = (prefix, x.path_id);
+                let k = (prefix, x.path_id());
                 if p.rib_in.held(&k).is_none() {
                     out.push((
                         k,
                         Route {
                             attrs: x.attrs.clone(),
-                            since: x.since,
+                            since: self.loc.since(x),
                         },
                     ));
                 }
@@ -398,6 +405,7 @@ impl Main {
     /// (its Adj-RIB-In is kept, so no route refresh or session reset is needed).
     pub(crate) async fn reimport(&mut self, key: &str) {
         let mut changed = Vec::new();
+        self.loc.set_now(crate::status::unix_now() as u32);
         for ((prefix, path_id), r) in self.received(key) {
             let pre = Prechecked {
                 since: r.since,
@@ -500,11 +508,9 @@ impl Main {
             });
             let path = Path {
                 source: Source::Local,
-                path_id: 0,
                 attrs: self.interner.intern(attrs),
                 igp_cost: Some(0).into(),
                 seq: 0,
-                since: 0,
             };
             // Blackhole-ness can change without the path changing.
             let was = self.originate.get(p).map(|x| x.blackhole);

@@ -31,14 +31,12 @@ fn attrs(path: &[u32]) -> PathAttrs {
 fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
     Path {
         source: src,
-        path_id: 0,
         attrs: Arc::new(PathAttrs {
             route_hop: Some(nh.parse().unwrap()),
             ..a
         }),
         igp_cost: Some(0).into(),
         seq: 0,
-        since: 0,
     }
 }
 
@@ -662,9 +660,12 @@ fn arrival_numbers_wrap_without_changing_ages() {
     // Equal through the IGP cost: the age decides (oldest eBGP path).
     let same = |key: &str, rid: &str| path(peer(key, 65001, rid, false), attrs(&[65001]), key);
     rib.seq = u32::MAX - 3;
+    rib.set_now(1000);
     rib.upsert(p, same("192.0.2.1", "192.0.2.9"));
     rib.upsert(q, same("192.0.2.3", "192.0.2.9"));
+    rib.set_now(1001);
     rib.upsert(p, same("192.0.2.2", "192.0.2.8"));
+    rib.set_now(1002);
     assert_eq!(rib.seq, u32::MAX);
     let best =
         |rib: &LocRib, x: &IpNet| rib.get(x).unwrap().best().unwrap().source.key().to_string();
@@ -676,6 +677,23 @@ fn arrival_numbers_wrap_without_changing_ages() {
     assert_eq!(rib.seq, 5);
     let seqs: Vec<u32> = rib.get(&p).unwrap().paths().iter().map(|x| x.seq).collect();
     assert_eq!(seqs, vec![1, 3, 5]);
+    // Each path keeps the time it arrived at.
+    let times: Vec<u32> = rib
+        .get(&p)
+        .unwrap()
+        .paths()
+        .iter()
+        .map(|x| rib.since(x))
+        .collect();
+    assert_eq!(times, vec![1000, 1001, 1002]);
+    let q_times: Vec<u32> = rib
+        .get(&q)
+        .unwrap()
+        .paths()
+        .iter()
+        .map(|x| rib.since(x))
+        .collect();
+    assert_eq!(q_times, vec![1000, 1002]);
     // The oldest still wins over a lower router id, in both prefixes.
     assert_eq!(best(&rib, &p), "192.0.2.1");
     assert_eq!(best(&rib, &q), "192.0.2.3");
@@ -687,9 +705,105 @@ fn arrival_numbers_wrap_without_changing_ages() {
     );
 }
 
-/// A destination is 32 bytes: a path inline or a pointer to many.
+/// A path is 24 bytes (source, set, IGP cost, arrival number), and so is
+/// a destination: a path inline or a pointer to many.
 #[test]
 fn a_destination_is_one_path_wide() {
-    assert_eq!(std::mem::size_of::<Path>(), 32);
-    assert_eq!(std::mem::size_of::<Dest>(), 32);
+    assert_eq!(std::mem::size_of::<Path>(), 24);
+    assert_eq!(std::mem::size_of::<Dest>(), 24);
+}
+
+/// A path's time is found from its arrival number: the second it arrived
+/// in, kept while its attributes stay the same, the new one when they
+/// change; 0 for a locally originated path.
+#[test]
+fn a_path_knows_when_it_arrived_without_a_field_for_it() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "198.18.8.0/24".parse().unwrap();
+    let q: IpNet = "198.18.9.0/24".parse().unwrap();
+    let since = |rib: &LocRib, x: &IpNet, key: &str| {
+        let d = rib.get(x).unwrap();
+        let path = d.paths().iter().find(|y| y.source.key() == key).unwrap();
+        rib.since(path)
+    };
+    rib.set_now(500);
+    rib.upsert(p, ebgp("192.0.2.1", 65001));
+    rib.upsert(q, ebgp("192.0.2.1", 65001));
+    rib.set_now(501);
+    rib.upsert(p, ebgp("192.0.2.2", 65002));
+    rib.set_now(502);
+    // The same again: an implicit withdraw that changes nothing keeps its time.
+    rib.upsert(p, ebgp("192.0.2.1", 65001));
+    assert_eq!(since(&rib, &p, "192.0.2.1"), 500);
+    assert_eq!(since(&rib, &p, "192.0.2.2"), 501);
+    // New attributes: a new time.
+    let mut changed = ebgp("192.0.2.1", 65001);
+    changed.attrs = Arc::new(PathAttrs {
+        med: Some(7),
+        ..PathAttrs::clone(&changed.attrs)
+    });
+    rib.upsert(q, changed);
+    assert_eq!(since(&rib, &q, "192.0.2.1"), 502);
+    rib.upsert(q, path(Source::Local, attrs(&[]), "192.0.2.9"));
+    assert_eq!(since(&rib, &q, "local"), 0);
+}
+
+/// The log of arrival times keeps what the paths held need, however long
+/// the routes keep changing: entries of times no path has any more go.
+#[test]
+fn arrival_times_no_path_needs_are_dropped() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let keep: IpNet = "198.18.10.0/24".parse().unwrap();
+    let churn: IpNet = "198.18.11.0/24".parse().unwrap();
+    rib.set_now(7);
+    rib.upsert(keep, ebgp("192.0.2.1", 65001));
+    // One change a second for 100k seconds, each replacing the last.
+    for t in 0..100_000u32 {
+        rib.set_now(100 + t);
+        let mut x = ebgp("192.0.2.2", 65002);
+        x.attrs = Arc::new(PathAttrs {
+            med: Some(t),
+            ..PathAttrs::clone(&x.attrs)
+        });
+        rib.upsert(churn, x);
+    }
+    assert!(
+        rib.arrivals.log.len() < 2048,
+        "{} entries",
+        rib.arrivals.log.len()
+    );
+    let d = rib.get(&keep).unwrap();
+    assert_eq!(rib.since(&d.paths()[0]), 7);
+    let d = rib.get(&churn).unwrap();
+    assert_eq!(rib.since(&d.paths()[0]), 100 + 99_999);
+}
+
+/// ADD-PATH: paths from one peer with different path ids are different
+/// paths (the id lives in their interned set), each replaced and removed
+/// by its own id.
+#[test]
+fn paths_from_one_peer_are_told_apart_by_path_id() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "198.18.12.0/24".parse().unwrap();
+    let with_id = |id: u32, nh: &str, med: u32| {
+        let mut a = attrs(&[65001]);
+        a.med = Some(med);
+        a.set_route_path_id(id);
+        path(peer("192.0.2.1", 65001, "192.0.2.1", false), a, nh)
+    };
+    rib.upsert(p, with_id(1, "192.0.2.10", 0));
+    rib.upsert(p, with_id(2, "192.0.2.11", 5));
+    assert_eq!(rib.get(&p).unwrap().paths().len(), 2);
+    // Path 2 again, better now: replaces path 2 only.
+    rib.upsert(p, with_id(2, "192.0.2.11", 0));
+    let d = rib.get(&p).unwrap();
+    let ids: Vec<u32> = d.paths().iter().map(|x| x.path_id()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&1) && ids.contains(&2));
+    assert_eq!(rib.remove(&p, "192.0.2.1", 1), Changed::Yes, "path 1 goes");
+    let d = rib.get(&p).unwrap();
+    assert_eq!(d.paths().len(), 1);
+    assert_eq!(d.paths()[0].path_id(), 2);
+    assert_eq!(d.paths()[0].med(), 0);
+    assert_eq!(rib.remove(&p, "192.0.2.1", 1), Changed::No, "gone already");
 }

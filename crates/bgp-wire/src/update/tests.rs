@@ -31,6 +31,7 @@ fn full_attrs() -> PathAttrs {
                 value: vec![1, 2, 3],
             }],
             route_link_local: None,
+            route_path_id: 0,
         })),
         route_hop: None,
         as_path_len_hint: 0,

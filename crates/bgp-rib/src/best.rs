@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use crate::SharedAttrs;
 use bgp_wire::update::NextHop;
 use bgp_wire::{Origin, PathAttrs};
 
@@ -71,7 +72,7 @@ pub struct Path {
     pub source: Source,
     /// Interned; with the path's next hop as its `route_next_hop` (see
     /// [`Path::next_hop`]) and its path id as its `route_path_id`.
-    pub attrs: Arc<PathAttrs>,
+    pub attrs: SharedAttrs,
     /// IGP cost to the next hop; unresolved: the path is not eligible.
     pub igp_cost: IgpCost,
     /// Arrival order: lower is older (the Loc-RIB numbers its paths again,

@@ -352,7 +352,7 @@ fn selection(d: &Dest) -> Selection {
         .map(|p| {
             (
                 p.source.identity(),
-                std::sync::Arc::as_ptr(&p.attrs) as usize,
+                crate::SharedAttrs::as_ptr(&p.attrs) as usize,
             )
         })
         .collect()

@@ -176,11 +176,7 @@ pub(crate) struct Main {
     pub interner: Arc<Interner>,
     pub loc: LocRib,
     /// The attributes last built for an export filter to see (see `ExportCtx::path`).
-    sent_memo: Option<(
-        Arc<bgp_wire::PathAttrs>,
-        bgp_rib::Rewrite,
-        bgp_wire::PathAttrs,
-    )>,
+    sent_memo: Option<(bgp_rib::SharedAttrs, bgp_rib::Rewrite, bgp_wire::PathAttrs)>,
     listener: Option<Listener>,
     /// TCP MD5 keys set on the listener, by peer address.
     md5_keys: BTreeMap<IpAddr, String>,

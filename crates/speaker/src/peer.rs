@@ -25,6 +25,7 @@ use bgp_fsm::{
     backoff, collision_keeps_local, CloseReason, Connection, Negotiated, Output, RemoteAs,
     SessionCfg, State,
 };
+use bgp_rib::SharedAttrs;
 use bgp_wire::notification::{self, Notification};
 use bgp_wire::update::NextHop;
 use bgp_wire::{frame_len, Message, PathAttrs, RouteRefresh, Update, MAX_LEN_EXTENDED};
@@ -236,9 +237,9 @@ pub(crate) struct Received {
     pub update: Update,
     /// The set of the first next hop and path id (almost every UPDATE has
     /// one) ...
-    first: Option<(SetKey, Arc<PathAttrs>)>,
+    first: Option<(SetKey, SharedAttrs)>,
     /// ... and those of any others.
-    more: Vec<(SetKey, Arc<PathAttrs>)>,
+    more: Vec<(SetKey, SharedAttrs)>,
 }
 
 /// What tells apart the sets of one UPDATE: next hop, path id (0: none).
@@ -252,7 +253,7 @@ impl Received {
     pub(crate) fn new(mut update: Update, interner: &bgp_rib::Interner) -> Received {
         let mut template = Some(std::mem::take(&mut update.attrs));
         update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
-        let mut first: Option<(SetKey, Arc<PathAttrs>)> = None;
+        let mut first: Option<(SetKey, SharedAttrs)> = None;
         let mut more = Vec::new();
         let mut last = None;
         for (n, nh) in update.announcements() {
@@ -289,7 +290,7 @@ impl Received {
 
     /// The interned set of the announcements with next hop `nh` and path
     /// id `path_id` (0: none).
-    pub(crate) fn set(&self, nh: NextHop, path_id: u32) -> Option<&Arc<PathAttrs>> {
+    pub(crate) fn set(&self, nh: NextHop, path_id: u32) -> Option<&SharedAttrs> {
         self.first
             .iter()
             .chain(&self.more)
@@ -1050,9 +1051,9 @@ mod tests {
         assert!(r.set(v4, 1).is_none(), "no path id 1 in it");
         // Another UPDATE with the same attributes: the same sets.
         let again = Received::new(update(true, false), &i);
-        assert!(Arc::ptr_eq(again.set(v4, 0).unwrap(), a4));
+        assert!(SharedAttrs::ptr_eq(again.set(v4, 0).unwrap(), a4));
         let only6 = Received::new(update(false, true), &i);
-        assert!(Arc::ptr_eq(only6.set(v6, 0).unwrap(), a6));
+        assert!(SharedAttrs::ptr_eq(only6.set(v6, 0).unwrap(), a6));
         assert_eq!(i.len(), 2);
         // A withdrawal only: no set.
         let w = Received::new(update(false, false), &i);
@@ -1072,7 +1073,7 @@ mod tests {
         let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
         let (a7, a9) = (r.set(v4, 7).unwrap(), r.set(v4, 9).unwrap());
         assert_eq!((a7.route_path_id(), a9.route_path_id()), (7, 9));
-        assert!(!Arc::ptr_eq(a7, a9));
+        assert!(!SharedAttrs::ptr_eq(a7, a9));
         assert_eq!(
             (a7.as_path.clone(), a7.route_next_hop()),
             (a9.as_path.clone(), Some(v4))

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use bgp_rib::best::{Path, PeerInfo, Source};
 use bgp_rib::locrib::{Changed, Outcome};
+use bgp_rib::SharedAttrs;
 use bgp_rib::{OutRoute, Rewrite, Route, RouteKey};
 use bgp_wire::update::{pack_announce, pack_withdraw, NextHop};
 use bgp_wire::{AsPath, Message, Origin, PathAttrs, Repair, RouteRefresh, Update};
@@ -44,7 +45,7 @@ fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
     (
         matches!(prefix, IpNet::V4(_)),
         best.source.identity(),
-        Arc::as_ptr(&best.attrs) as usize,
+        SharedAttrs::as_ptr(&best.attrs) as usize,
     )
 }
 
@@ -79,7 +80,7 @@ impl ImportCtx<'_> {
         &mut self,
         prefix: IpNet,
         path_id: u32,
-        attrs: &Arc<PathAttrs>,
+        attrs: &SharedAttrs,
         pre: Prechecked,
     ) -> Outcome {
         let since = pre.since;
@@ -130,7 +131,10 @@ impl ImportCtx<'_> {
         };
         let k = (prefix, path_id);
         let was_held = p.rib_in.release(&k);
-        if path_attrs.as_ref().is_none_or(|a| !Arc::ptr_eq(a, attrs)) {
+        if path_attrs
+            .as_ref()
+            .is_none_or(|a| !SharedAttrs::ptr_eq(a, attrs))
+        {
             p.rib_in.hold(
                 k,
                 Route {
@@ -187,7 +191,7 @@ struct ExportCtx<'a> {
     target: Target<'a>,
     g: &'a GlobalCfg,
     /// The attributes last built for an export filter to see.
-    memo: &'a mut Option<(Arc<PathAttrs>, Rewrite, PathAttrs)>,
+    memo: &'a mut Option<(SharedAttrs, Rewrite, PathAttrs)>,
     interner: &'a bgp_rib::Interner,
 }
 
@@ -219,7 +223,7 @@ impl ExportCtx<'_> {
         let memo = &mut *self.memo;
         let fresh = memo
             .as_ref()
-            .is_none_or(|(a, r, _)| !Arc::ptr_eq(a, &out.attrs) || *r != out.rewrite);
+            .is_none_or(|(a, r, _)| !SharedAttrs::ptr_eq(a, &out.attrs) || *r != out.rewrite);
         if fresh {
             *memo = Some((out.attrs.clone(), out.rewrite, out.sent_attrs()));
         }
@@ -330,7 +334,7 @@ impl Main {
         // The peer task interned one attribute set per next hop (see
         // `peer::Received`); each is loop-checked here once, the IGP cost
         // found once per next hop too.
-        let mut last: Option<(NextHop, u32, Arc<PathAttrs>, Prechecked)> = None;
+        let mut last: Option<(NextHop, u32, SharedAttrs, Prechecked)> = None;
         for (n, nh) in received.update.announcements() {
             let path_id = n.path_id.unwrap_or(0);
             let (a, pre) = match &last {
@@ -362,7 +366,7 @@ impl Main {
         key: &str,
         prefix: IpNet,
         path_id: u32,
-        attrs: &Arc<PathAttrs>,
+        attrs: &SharedAttrs,
         pre: Prechecked,
     ) -> Outcome {
         match self.import_ctx(key) {

@@ -5,6 +5,7 @@ use bgp_wire::{AsPath, Origin, PathAttrs};
 
 use super::*;
 use crate::best::{compare, IgpCost, PeerInfo, Source, Step};
+use crate::SharedAttrs;
 
 fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
     Source::Peer(Arc::new(PeerInfo {
@@ -31,7 +32,7 @@ fn attrs(path: &[u32]) -> PathAttrs {
 fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
     Path {
         source: src,
-        attrs: Arc::new(PathAttrs {
+        attrs: SharedAttrs::new(PathAttrs {
             route_hop: Some(nh.parse().unwrap()),
             ..a
         }),
@@ -53,14 +54,14 @@ fn every_tie_break_step_in_order() {
 
     let mut unreach = ebgp("192.0.2.2", 65001);
     unreach.igp_cost = IgpCost::UNRESOLVED;
-    unreach.attrs = Arc::new(PathAttrs {
+    unreach.attrs = SharedAttrs::new(PathAttrs {
         local_pref: Some(500), // reachability comes before everything
         ..PathAttrs::clone(&unreach.attrs)
     });
     cases.push((Step::Reachability, base(), unreach));
 
     let mut lp = base();
-    lp.attrs = Arc::new(PathAttrs {
+    lp.attrs = SharedAttrs::new(PathAttrs {
         local_pref: Some(200),
         ..attrs(&[65001, 65009])
     });
@@ -68,7 +69,7 @@ fn every_tie_break_step_in_order() {
 
     let local = path(Source::Local, attrs(&[]), "192.0.2.9");
     let mut remote = ebgp("192.0.2.2", 65001);
-    remote.attrs = Arc::new(attrs(&[]));
+    remote.attrs = SharedAttrs::new(attrs(&[]));
     cases.push((Step::LocallyOriginated, local, remote));
 
     cases.push((
@@ -82,14 +83,14 @@ fn every_tie_break_step_in_order() {
     ));
 
     let mut egp = ebgp("192.0.2.2", 65001);
-    egp.attrs = Arc::new(PathAttrs {
+    egp.attrs = SharedAttrs::new(PathAttrs {
         origin: Some(Origin::Egp),
         ..attrs(&[65001])
     });
     cases.push((Step::Origin, base(), egp));
 
     let mut med = ebgp("192.0.2.2", 65001);
-    med.attrs = Arc::new(PathAttrs {
+    med.attrs = SharedAttrs::new(PathAttrs {
         med: Some(50),
         ..attrs(&[65001])
     });
@@ -130,7 +131,7 @@ fn every_tie_break_step_in_order() {
     cases.push((Step::RouterId, i1.clone(), i2.clone()));
 
     let mut c1 = i1.clone();
-    c1.attrs = Arc::new(PathAttrs {
+    c1.attrs = SharedAttrs::new(PathAttrs {
         rare: Some(Box::new(bgp_wire::RareAttrs {
             originator_id: Some("198.18.0.1".parse().unwrap()),
             cluster_list: bgp_wire::thin_vec!["198.18.9.9".parse().unwrap()],
@@ -139,7 +140,7 @@ fn every_tie_break_step_in_order() {
         ..attrs(&[])
     });
     let mut c2 = i2.clone();
-    c2.attrs = Arc::new(PathAttrs {
+    c2.attrs = SharedAttrs::new(PathAttrs {
         rare: Some(Box::new(bgp_wire::RareAttrs {
             originator_id: Some("198.18.0.1".parse().unwrap()),
             cluster_list: bgp_wire::thin_vec![
@@ -181,12 +182,12 @@ fn every_tie_break_step_in_order() {
 #[test]
 fn med_only_compared_within_one_neighbour_as_unless_always() {
     let mut a = ebgp("192.0.2.1", 65001);
-    a.attrs = Arc::new(PathAttrs {
+    a.attrs = SharedAttrs::new(PathAttrs {
         med: Some(100),
         ..attrs(&[65001])
     });
     let mut b = ebgp("192.0.2.2", 65002);
-    b.attrs = Arc::new(PathAttrs {
+    b.attrs = SharedAttrs::new(PathAttrs {
         med: Some(5),
         ..attrs(&[65002])
     });
@@ -269,7 +270,7 @@ fn new_attributes_on_the_best_path_are_a_change() {
     let p: IpNet = "10.0.0.0/24".parse().unwrap();
     rib.upsert(p, ebgp("192.0.2.1", 65001));
     let mut again = ebgp("192.0.2.1", 65001);
-    again.attrs = Arc::new(PathAttrs {
+    again.attrs = SharedAttrs::new(PathAttrs {
         med: Some(7),
         ..attrs(&[65001])
     });
@@ -738,7 +739,7 @@ fn a_path_knows_when_it_arrived_without_a_field_for_it() {
     assert_eq!(since(&rib, &p, "192.0.2.2"), 501);
     // New attributes: a new time.
     let mut changed = ebgp("192.0.2.1", 65001);
-    changed.attrs = Arc::new(PathAttrs {
+    changed.attrs = SharedAttrs::new(PathAttrs {
         med: Some(7),
         ..PathAttrs::clone(&changed.attrs)
     });
@@ -761,7 +762,7 @@ fn arrival_times_no_path_needs_are_dropped() {
     for t in 0..100_000u32 {
         rib.set_now(100 + t);
         let mut x = ebgp("192.0.2.2", 65002);
-        x.attrs = Arc::new(PathAttrs {
+        x.attrs = SharedAttrs::new(PathAttrs {
             med: Some(t),
             ..PathAttrs::clone(&x.attrs)
         });

@@ -10,66 +10,62 @@
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use bgp_wire::ThinVec;
+
 use crate::best::{select, BestCfg, Path, Selected};
 
 /// All paths to one prefix, ordered best first (see [`crate::best::select`]),
 /// and which of them are selected (the best path and its multipath set).
 ///
-/// 32 bytes: one path is held inline (almost every prefix has one, and its
-/// selection is whether it is eligible); more live in one allocation with
-/// their selection.
+/// 24 bytes, the size of a path: one path is held inline (almost every
+/// prefix has one, and its selection is whether it is eligible); more live
+/// in one allocation (a `ThinVec`: its length and capacity in front of the
+/// paths), their selection beside its pointer.
 #[derive(Debug, Clone, Default)]
 pub struct Dest {
     paths: Paths,
 }
 
 /// (Two variants, not three: a path's attribute set pointer has one
-/// invalid value, which tells them apart, so this is no wider than a path.)
+/// invalid value, which tells them apart, and `Many`'s two words fit
+/// beside it, so this is no wider than a path.)
 #[derive(Debug, Clone)]
 enum Paths {
     One(Path),
-    /// None: no path (a destination emptied, not pruned yet, or a free slot).
-    Many(Option<Box<Many>>),
+    /// No path (empty: a destination emptied, not pruned yet, or a free
+    /// slot; allocates nothing), or two and more.
+    Many(Selected, ThinVec<Path>),
 }
 
 impl Default for Paths {
     fn default() -> Self {
-        Paths::Many(None)
+        Paths::Many(Selected::new(), ThinVec::new())
     }
-}
-
-#[derive(Debug, Clone)]
-struct Many {
-    selected: Selected,
-    paths: Vec<Path>,
 }
 
 impl Dest {
     /// The paths, best first.
     pub fn paths(&self) -> &[Path] {
         match &self.paths {
-            Paths::Many(None) => &[],
             Paths::One(p) => std::slice::from_ref(p),
-            Paths::Many(Some(m)) => &m.paths,
+            Paths::Many(_, paths) => paths,
         }
     }
     fn paths_mut(&mut self) -> &mut [Path] {
         match &mut self.paths {
-            Paths::Many(None) => &mut [],
             Paths::One(p) => std::slice::from_mut(p),
-            Paths::Many(Some(m)) => &mut m.paths,
+            Paths::Many(_, paths) => paths,
         }
     }
     /// Indexes into [`Dest::paths`] of the best path and its multipath set.
     pub fn selected(&self) -> Selected {
         match &self.paths {
-            Paths::Many(None) => Selected::new(),
             Paths::One(p) => Selected::single(p.eligible()),
-            Paths::Many(Some(m)) => m.selected,
+            Paths::Many(selected, _) => *selected,
         }
     }
     pub fn is_empty(&self) -> bool {
-        matches!(self.paths, Paths::Many(None))
+        matches!(&self.paths, Paths::Many(_, paths) if paths.is_empty())
     }
     pub fn best(&self) -> Option<&Path> {
         self.selected().first().map(|i| &self.paths()[i])
@@ -80,73 +76,70 @@ impl Dest {
     }
     /// Choose the selection again (after the paths changed).
     fn select(&mut self, cfg: &BestCfg) {
-        if let Paths::Many(Some(m)) = &mut self.paths {
-            m.selected = crate::best::multipath_set(&m.paths, cfg);
+        if let Paths::Many(selected, paths) = &mut self.paths {
+            *selected = crate::best::multipath_set(paths, cfg);
         }
     }
     /// Order all paths again and select.
     fn sort(&mut self, cfg: &BestCfg) {
-        if let Paths::Many(Some(m)) = &mut self.paths {
-            m.selected = select(&mut m.paths, cfg);
+        if let Paths::Many(selected, paths) = &mut self.paths {
+            *selected = select(paths, cfg);
         }
     }
     /// Put `path` at index `at` (then [`Dest::select`]).
     fn insert(&mut self, at: usize, path: Path) {
         self.paths = match std::mem::take(&mut self.paths) {
-            Paths::Many(None) => Paths::One(path),
             Paths::One(p) => {
-                let mut paths = Vec::with_capacity(2);
+                let mut paths = ThinVec::with_capacity(2);
                 paths.push(p);
                 paths.insert(at, path);
-                Paths::Many(Some(Box::new(Many {
-                    selected: Selected::new(),
-                    paths,
-                })))
+                Paths::Many(Selected::new(), paths)
             }
-            Paths::Many(Some(mut m)) => {
+            Paths::Many(_, paths) if paths.is_empty() => Paths::One(path),
+            Paths::Many(selected, mut paths) => {
                 // Grown two paths at a time, not doubled: ten paths take
                 // ten slots, not sixteen (scenario (b): 100k prefixes from
                 // ten peers each), in five moves.
-                if m.paths.len() == m.paths.capacity() {
-                    m.paths.reserve_exact(2);
+                if paths.len() == paths.capacity() {
+                    paths.reserve_exact(2);
                 }
-                m.paths.insert(at, path);
-                Paths::Many(Some(m))
+                paths.insert(at, path);
+                Paths::Many(selected, paths)
             }
         };
     }
     /// Take out the path at `j`, to put it (or its replacement) back with
     /// [`Dest::insert`] (the storage is kept).
     fn take(&mut self, j: usize) -> Option<Path> {
-        match std::mem::take(&mut self.paths) {
-            Paths::Many(None) => None,
-            Paths::One(p) => Some(p),
-            Paths::Many(Some(mut m)) => {
-                let p = (j < m.paths.len()).then(|| m.paths.remove(j));
-                self.paths = Paths::Many(Some(m));
-                p
-            }
+        match &mut self.paths {
+            Paths::One(_) => match std::mem::take(&mut self.paths) {
+                Paths::One(p) => Some(p),
+                Paths::Many(..) => None,
+            },
+            Paths::Many(_, paths) => (j < paths.len()).then(|| paths.remove(j)),
         }
     }
     /// Remove the path at `first` and, unless `one`, the later ones `gone`
     /// picks (then [`Dest::select`]).
     fn remove_where(&mut self, first: usize, one: bool, mut gone: impl FnMut(&Path) -> bool) {
         self.paths = match std::mem::take(&mut self.paths) {
-            Paths::Many(None) | Paths::One(_) => Paths::default(),
-            Paths::Many(Some(mut m)) => {
-                m.paths.remove(first);
-                if !one {
-                    m.paths.retain(|p| !gone(p));
+            Paths::One(_) => Paths::default(),
+            Paths::Many(selected, mut paths) => {
+                if first < paths.len() {
+                    paths.remove(first);
                 }
-                match m.paths.len() {
+                if !one {
+                    paths.retain(|p| !gone(p));
+                }
+                match paths.len() {
                     0 => Paths::default(),
                     // (Back inline when one is left.)
-                    1 => Paths::One(m.paths.pop().expect("one path")),
+                    1 => Paths::One(paths.pop().expect("one path")),
                     n => {
-                        if n <= m.paths.capacity() / 2 {
-                            m.paths.shrink_to_fit();
+                        if n <= paths.capacity() / 2 {
+                            paths.shrink_to_fit();
                         }
-                        Paths::Many(Some(m))
+                        Paths::Many(selected, paths)
                     }
                 }
             }

@@ -171,15 +171,22 @@ pub(crate) enum PeerEvent {
     },
 }
 
+/// What a connection's reader (and the connect and neighbour-discovery
+/// tasks) tell the peer task.
+///
+/// 24 bytes: what is larger is boxed, since tokio's channel allocates its
+/// slots 32 at a time for every connection (a route reflector has
+/// thousands), 768 bytes a channel instead of 2 KiB at 64-byte events.
 enum ConnEvent {
-    Connected(Result<TcpStream, String>),
+    Connected(Box<Result<TcpStream, String>>),
     /// A neighbour's link-local address heard on the peer's interface.
     Neighbor(std::net::Ipv6Addr),
     /// Whole messages, one after another, and their share of the
-    /// connection's [`READ_WINDOW`].
-    Frames(u64, Bytes, tokio::sync::OwnedSemaphorePermit),
-    HeaderError(u64, Notification),
-    Closed(u64, String),
+    /// connection's [`READ_WINDOW`] (one box per chunk of up to [`CHUNK`]).
+    Frames(u64, Box<(Bytes, tokio::sync::OwnedSemaphorePermit)>),
+    HeaderError(u64, Box<Notification>),
+    /// (connection, why)
+    Closed(Box<(u64, String)>),
 }
 
 /// Bytes handed to a connection's writer and not yet written.
@@ -369,12 +376,15 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
                 let Ok(permit) = window.clone().acquire_many_owned(total as u32).await else {
                     return;
                 };
-                if ev.send(ConnEvent::Frames(id, f, permit)).is_err() {
+                if ev
+                    .send(ConnEvent::Frames(id, Box::new((f, permit))))
+                    .is_err()
+                {
                     return;
                 }
             }
             if let Some(n) = bad {
-                let _ = ev.send(ConnEvent::HeaderError(id, n));
+                let _ = ev.send(ConnEvent::HeaderError(id, Box::new(n)));
                 return;
             }
             if total == 0 {
@@ -408,11 +418,14 @@ async fn reader(id: u64, mut r: OwnedReadHalf, ev: mpsc::UnboundedSender<ConnEve
         };
         match read {
             Ok(0) => {
-                let _ = ev.send(ConnEvent::Closed(id, "connection closed by peer".into()));
+                let _ = ev.send(ConnEvent::Closed(Box::new((
+                    id,
+                    "connection closed by peer".into(),
+                ))));
                 return;
             }
             Err(e) => {
-                let _ = ev.send(ConnEvent::Closed(id, format!("read: {e}")));
+                let _ = ev.send(ConnEvent::Closed(Box::new((id, format!("read: {e}")))));
                 return;
             }
             Ok(_) => {}
@@ -629,7 +642,8 @@ impl Peer {
                             }
                         }
                     }
-                    ConnEvent::Connected(Ok(stream)) => {
+                    ConnEvent::Connected(r) => match *r {
+                    Ok(stream) => {
                         run.connecting = false;
                         if run.established.is_some() || run.conns.len() >= 2 {
                             continue;
@@ -639,7 +653,7 @@ impl Peer {
                             self.add_conn(&mut run, stream, remote, true).await;
                         }
                     }
-                    ConnEvent::Connected(Err(e)) => {
+                    Err(e) => {
                         run.connecting = false;
                         debug!(error = %e, "connect failed");
                         self.note_error(&e);
@@ -648,7 +662,9 @@ impl Peer {
                             self.set_state(State::Active, &format!("Active Socket: {e}"));
                         }
                     }
-                    ConnEvent::Frames(id, mut chunk, _window) => {
+                    },
+                    ConnEvent::Frames(id, frames) => {
+                        let (mut chunk, _window) = *frames;
                         let now = std::time::Instant::now();
                         let mut counted = crate::status::Counters::default();
                         while chunk.len() >= bgp_wire::message::HEADER_LEN {
@@ -673,11 +689,12 @@ impl Peer {
                     }
                     ConnEvent::HeaderError(id, n) => {
                         if let Some(c) = run.conns.iter_mut().find(|c| c.id == id) {
-                            let outs = c.fsm.on_decode_error(n);
+                            let outs = c.fsm.on_decode_error(*n);
                             self.handle(&mut run, id, outs).await;
                         }
                     }
-                    ConnEvent::Closed(id, why) => {
+                    ConnEvent::Closed(closed) => {
+                        let (id, why) = *closed;
                         if run.conns.iter().any(|c| c.id == id) {
                             self.drop_conn(&mut run, id, &why);
                         }
@@ -725,7 +742,7 @@ impl Peer {
         tokio::spawn(
             async move {
                 let r = connect(remote, source, ttl, password.as_deref()).await;
-                let _ = tx.send(ConnEvent::Connected(r));
+                let _ = tx.send(ConnEvent::Connected(Box::new(r)));
             }
             .in_current_span(),
         );
@@ -1111,7 +1128,8 @@ mod tests {
         let (mut messages, mut chunks) = (0, 0);
         loop {
             match rx.recv().await.expect("an event") {
-                ConnEvent::Frames(id, mut b, permit) => {
+                ConnEvent::Frames(id, frames) => {
+                    let (mut b, permit) = *frames;
                     assert_eq!(id, 7);
                     assert_eq!(permit.num_permits(), b.len());
                     assert!(b.len() <= CHUNK + MAX_LEN_EXTENDED);
@@ -1132,6 +1150,7 @@ mod tests {
             }
         }
         assert_eq!(messages, 5000);
+        assert_eq!(std::mem::size_of::<ConnEvent>(), 24);
         assert!((2..100).contains(&chunks), "{chunks} chunks");
         task.await.unwrap();
     }

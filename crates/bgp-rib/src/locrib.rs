@@ -577,6 +577,18 @@ impl LocRib {
             // Emptied and not pruned yet: in use again.
             self.empty -= 1;
         }
+        if d.is_empty() {
+            // Its first path (most of a table coming in): nothing to
+            // compare it with; the selection changes if it is usable.
+            path.seq = seq;
+            let usable = path.eligible();
+            d.insert(0, path);
+            return Outcome {
+                changed: if usable { Changed::Yes } else { Changed::No },
+                id: Some(id),
+                had: false,
+            };
+        }
         let before = selection(d);
         // The paths stay ordered best first (see `best::select`): the new
         // one is put in its place, not the whole list sorted again.

@@ -246,6 +246,31 @@ impl ExportCtx<'_> {
     }
 }
 
+/// [`Main::export_ctx`] from the parts of `Main` it reads, so that the
+/// Loc-RIB can be read beside it.
+fn export_ctx<'a>(
+    global: &'a Option<GlobalCfg>,
+    peers: &'a BTreeMap<String, crate::PeerEntry>,
+    sent_memo: &'a mut Option<(SharedAttrs, Rewrite, PathAttrs)>,
+    interner: &'a bgp_rib::Interner,
+    key: &'a str,
+) -> Option<ExportCtx<'a>> {
+    let g = global.as_ref()?;
+    let p = peers.get(key)?;
+    let s = p.session.as_ref()?;
+    Some(ExportCtx {
+        target: Target {
+            key,
+            cfg: &p.cfg,
+            neg: &s.neg,
+            local: s.local,
+        },
+        g,
+        memo: sent_memo,
+        interner,
+    })
+}
+
 impl Main {
     // ---------------------------------------------------------------- import
 
@@ -573,13 +598,8 @@ impl Main {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        // One Loc-RIB access per prefix, whatever the number of peers.
-        let dests: Vec<(IpNet, u32, Option<Path>)> = dests
-            .into_iter()
-            .map(|(p, id)| (p, id, self.loc.by_id(id).best().cloned()))
-            .collect();
         for k in keys {
-            if self.hold_back(&k, dests.iter().map(|(_, id, _)| *id)) {
+            if self.hold_back(&k, dests.iter().map(|(_, id)| *id)) {
                 continue;
             }
             let changes = self.export_changes(&k, &dests);
@@ -589,9 +609,8 @@ impl Main {
         // peer: they go now, and their ids are free. (A peer holding back
         // keeps the prefix, to withdraw it when it catches up.)
         let emptied: Vec<(IpNet, u32)> = dests
-            .iter()
-            .filter(|(_, _, best)| best.is_none())
-            .map(|(p, id, _)| (*p, *id))
+            .into_iter()
+            .filter(|(_, id)| self.loc.by_id(*id).best().is_none())
             .collect();
         for id in self.loc.prune_ids(&emptied) {
             for p in self.peers.values_mut() {
@@ -609,25 +628,34 @@ impl Main {
         }
     }
 
-    /// What `key` should be sent for destinations (prefix, id, best path).
+    /// What `key` should be sent for destinations (prefix, id): the export
+    /// of each one's best path, read in the Loc-RIB (not copied).
     fn export_changes(
         &mut self,
         key: &str,
-        dests: &[(IpNet, u32, Option<Path>)],
+        dests: &[(IpNet, u32)],
     ) -> Vec<(IpNet, u32, Option<OutRoute>)> {
         // Consecutive prefixes mostly share a best path's attributes
         // (they came in one UPDATE). Without an export filter (which may
         // look at the prefix), the same inputs give the same route: the
         // last result is reused.
-        let mut ctx = self.export_ctx(key);
+        let Main {
+            global,
+            peers,
+            sent_memo,
+            interner,
+            loc,
+            ..
+        } = self;
+        let mut ctx = export_ctx(global, peers, sent_memo, interner, key);
         let reuse = ctx
             .as_ref()
             .is_some_and(|c| c.target.cfg.filters.is_empty());
         let mut last: Option<(ExportInput, Option<OutRoute>)> = None;
         dests
             .iter()
-            .map(|(p, id, best)| {
-                let out = best.as_ref().and_then(|b| {
+            .map(|(p, id)| {
+                let out = loc.by_id(*id).best().and_then(|b| {
                     let input = export_input(p, b);
                     match &last {
                         Some((i, out)) if reuse && *i == input => out.clone(),
@@ -684,13 +712,13 @@ impl Main {
         if updates > 0 {
             self.queue(key, gen, buf, updates as u64);
         }
-        let dests: Vec<(IpNet, u32, Option<Path>)> = self
+        let dests: Vec<(IpNet, u32)> = self
             .loc
             .iter_ids()
             .filter(|(_, id, _)| lag.dirty.contains(*id))
-            .map(|(p, id, d)| (p, id, d.best().cloned()))
+            .map(|(p, id, _)| (p, id))
             .collect();
-        if !self.hold_back(key, dests.iter().map(|(_, id, _)| *id)) {
+        if !self.hold_back(key, dests.iter().map(|(_, id)| *id)) {
             let changes = self.export_changes(key, &dests);
             self.send(key, changes, false);
         }
@@ -709,20 +737,7 @@ impl Main {
             interner,
             ..
         } = self;
-        let g = global.as_ref()?;
-        let p = peers.get(key)?;
-        let s = p.session.as_ref()?;
-        Some(ExportCtx {
-            target: Target {
-                key,
-                cfg: &p.cfg,
-                neg: &s.neg,
-                local: s.local,
-            },
-            g,
-            memo: sent_memo,
-            interner,
-        })
+        export_ctx(global, peers, sent_memo, interner, key)
     }
 
     /// What `key` is sent for `prefix` whose best path is `best`, as sent

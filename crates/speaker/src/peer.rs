@@ -43,11 +43,12 @@ use crate::status::{lock, unix_now, SharedStatus};
 
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Decoded UPDATEs one peer may have queued for the main loop, counted in
-/// [`CREDIT_PREFIXES`]: 1,024 UPDATEs of a few prefixes, or 16 of a thousand
-/// withdrawals (each decoded prefix takes memory). Past that the peer task
+/// [`CREDIT_PREFIXES`]: 256 UPDATEs of a few prefixes, or 4 of a thousand
+/// withdrawals (each decoded prefix takes memory; with 1,024 ten peers
+/// sending a table at once held ~10 MiB more at the peak, no faster). Past that the peer task
 /// waits (and TCP flow control slows the sender) instead of a whole table
 /// piling up decoded in memory while the main loop works.
-pub(crate) const UPDATE_CREDIT: usize = 1024;
+pub(crate) const UPDATE_CREDIT: usize = 256;
 /// An UPDATE takes one credit per this many prefixes it carries (and at least one).
 const CREDIT_PREFIXES: usize = 16;
 /// Longest wait for credit: past it the UPDATE is queued anyway, so that a
@@ -336,8 +337,13 @@ fn is_ebgp(cfg: &PeerCfg, local_as: u32) -> bool {
     }
 }
 
-/// Bytes of frames a connection may have read and not yet handled.
-const READ_WINDOW: usize = 1 << 20;
+/// Bytes of frames a connection may have read and not yet handled (a few
+/// chunks: more only moves what waits from the kernel's socket buffers into
+/// kbgp's memory; 1 MiB cost ten peers sending a table at once ~10 MiB of
+/// peak RSS and was no faster). At least [`CHUNK`] plus the longest
+/// message, the most one chunk takes.
+const READ_WINDOW: usize = 256 << 10;
+const _: () = assert!(READ_WINDOW >= CHUNK + MAX_LEN_EXTENDED);
 /// A chunk of whole messages handed from a connection's reader to its peer
 /// task stops growing past this many bytes (so it is at most this plus one
 /// message, well inside [`READ_WINDOW`]).

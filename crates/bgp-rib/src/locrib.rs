@@ -111,12 +111,12 @@ impl Dest {
     /// Take out the path at `j`, to put it (or its replacement) back with
     /// [`Dest::insert`] (the storage is kept).
     fn take(&mut self, j: usize) -> Option<Path> {
-        match &mut self.paths {
-            Paths::One(_) => match std::mem::take(&mut self.paths) {
-                Paths::One(p) => Some(p),
-                Paths::Many(..) => None,
-            },
-            Paths::Many(_, paths) => (j < paths.len()).then(|| paths.remove(j)),
+        if let Paths::Many(_, paths) = &mut self.paths {
+            return (j < paths.len()).then(|| paths.remove(j));
+        }
+        match std::mem::take(&mut self.paths) {
+            Paths::One(p) => Some(p),
+            Paths::Many(..) => None,
         }
     }
     /// Remove the path at `first` and, unless `one`, the later ones `gone`

@@ -163,6 +163,10 @@ pub(crate) struct Lag {
     pub tail: Vec<bytes::BytesMut>,
 }
 
+/// The attributes last built for an export filter to see: the set and
+/// rewrite they were built from, and the attributes as they would be sent.
+pub(crate) type SentMemo = Option<(bgp_rib::SharedAttrs, bgp_rib::Rewrite, bgp_wire::PathAttrs)>;
+
 pub(crate) struct Main {
     /// Originations from the configuration; `originate` adds interface addresses.
     pub cfg_originate: BTreeMap<IpNet, Origination>,
@@ -176,7 +180,7 @@ pub(crate) struct Main {
     pub interner: Arc<Interner>,
     pub loc: LocRib,
     /// The attributes last built for an export filter to see (see `ExportCtx::path`).
-    sent_memo: Option<(bgp_rib::SharedAttrs, bgp_rib::Rewrite, bgp_wire::PathAttrs)>,
+    sent_memo: SentMemo,
     listener: Option<Listener>,
     /// TCP MD5 keys set on the listener, by peer address.
     md5_keys: BTreeMap<IpAddr, String>,

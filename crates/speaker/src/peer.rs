@@ -648,27 +648,27 @@ impl Peer {
                             }
                         }
                     }
-                    ConnEvent::Connected(r) => match *r {
-                    Ok(stream) => {
+                    ConnEvent::Connected(r) => {
                         run.connecting = false;
-                        if run.established.is_some() || run.conns.len() >= 2 {
-                            continue;
-                        }
-                        let remote = stream.peer_addr().ok();
-                        if let Some(remote) = remote {
-                            self.add_conn(&mut run, stream, remote, true).await;
+                        match *r {
+                            Ok(stream) => {
+                                if run.established.is_some() || run.conns.len() >= 2 {
+                                    continue;
+                                }
+                                if let Ok(remote) = stream.peer_addr() {
+                                    self.add_conn(&mut run, stream, remote, true).await;
+                                }
+                            }
+                            Err(e) => {
+                                debug!(error = %e, "connect failed");
+                                self.note_error(&e);
+                                if run.conns.is_empty() {
+                                    self.schedule_retry(&mut run);
+                                    self.set_state(State::Active, &format!("Active Socket: {e}"));
+                                }
+                            }
                         }
                     }
-                    Err(e) => {
-                        run.connecting = false;
-                        debug!(error = %e, "connect failed");
-                        self.note_error(&e);
-                        if run.conns.is_empty() {
-                            self.schedule_retry(&mut run);
-                            self.set_state(State::Active, &format!("Active Socket: {e}"));
-                        }
-                    }
-                    },
                     ConnEvent::Frames(id, frames) => {
                         let (mut chunk, _window) = *frames;
                         let now = std::time::Instant::now();

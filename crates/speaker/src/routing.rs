@@ -191,7 +191,7 @@ struct ExportCtx<'a> {
     target: Target<'a>,
     g: &'a GlobalCfg,
     /// The attributes last built for an export filter to see.
-    memo: &'a mut Option<(SharedAttrs, Rewrite, PathAttrs)>,
+    memo: &'a mut crate::SentMemo,
     interner: &'a bgp_rib::Interner,
 }
 
@@ -251,7 +251,7 @@ impl ExportCtx<'_> {
 fn export_ctx<'a>(
     global: &'a Option<GlobalCfg>,
     peers: &'a BTreeMap<String, crate::PeerEntry>,
-    sent_memo: &'a mut Option<(SharedAttrs, Rewrite, PathAttrs)>,
+    sent_memo: &'a mut crate::SentMemo,
     interner: &'a bgp_rib::Interner,
     key: &'a str,
 ) -> Option<ExportCtx<'a>> {

@@ -679,22 +679,12 @@ fn arrival_numbers_wrap_without_changing_ages() {
     let seqs: Vec<u32> = rib.get(&p).unwrap().paths().iter().map(|x| x.seq).collect();
     assert_eq!(seqs, vec![1, 3, 5]);
     // Each path keeps the time it arrived at.
-    let times: Vec<u32> = rib
-        .get(&p)
-        .unwrap()
-        .paths()
-        .iter()
-        .map(|x| rib.since(x))
-        .collect();
-    assert_eq!(times, vec![1000, 1001, 1002]);
-    let q_times: Vec<u32> = rib
-        .get(&q)
-        .unwrap()
-        .paths()
-        .iter()
-        .map(|x| rib.since(x))
-        .collect();
-    assert_eq!(q_times, vec![1000, 1002]);
+    let times = |rib: &LocRib, x: &IpNet| -> Vec<u32> {
+        let d = rib.get(x).unwrap();
+        d.paths().iter().map(|y| rib.since(y)).collect()
+    };
+    assert_eq!(times(&rib, &p), vec![1000, 1001, 1002]);
+    assert_eq!(times(&rib, &q), vec![1000, 1002]);
     // The oldest still wins over a lower router id, in both prefixes.
     assert_eq!(best(&rib, &p), "192.0.2.1");
     assert_eq!(best(&rib, &q), "192.0.2.3");

@@ -63,21 +63,196 @@ impl Source {
     }
 }
 
-/// One path to a prefix: 24 bytes. What routes share lives in the interned
-/// set: their next hop ([`Path::next_hop`]) and ADD-PATH path id
-/// ([`Path::path_id`]); when the path arrived is found from its arrival
-/// number ([`crate::locrib::LocRib::since`]).
+/// One path to a prefix, as the Loc-RIB holds it: 16 bytes. What routes
+/// share lives in the interned set: their next hop ([`Path::next_hop`]) and
+/// ADD-PATH path id ([`Path::path_id`]); where the path came from and what
+/// its next hop costs, in the Loc-RIB's [`Contexts`] (one entry per session
+/// and IGP cost, named by [`Path::ctx`]: read with
+/// [`crate::locrib::LocRib::context`]); when it arrived is found from its
+/// arrival number ([`crate::locrib::LocRib::since`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
-    pub source: Source,
     /// Interned; with the path's next hop as its `route_next_hop` (see
     /// [`Path::next_hop`]) and its path id as its `route_path_id`.
     pub attrs: SharedAttrs,
-    /// IGP cost to the next hop; unresolved: the path is not eligible.
-    pub igp_cost: IgpCost,
     /// Arrival order: lower is older (the Loc-RIB numbers its paths again,
     /// in the same order, before this wraps).
     pub seq: u32,
+    /// Its source and IGP cost (and whether it is local or unresolvable,
+    /// which the id itself tells).
+    pub ctx: CtxId,
+}
+
+/// A path as given to the Loc-RIB ([`crate::locrib::LocRib::upsert`]),
+/// which keeps its source and IGP cost in its [`Contexts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPath {
+    pub source: Source,
+    /// As [`Path::attrs`].
+    pub attrs: SharedAttrs,
+    /// IGP cost to the next hop; unresolved: the path is not eligible.
+    pub igp_cost: IgpCost,
+}
+
+/// What a path's [`Contexts`] entry holds: where it came from and what its
+/// next hop costs. A table of a million paths from ten sessions has a
+/// handful (one per session and IGP cost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathCtx {
+    pub source: Source,
+    pub igp_cost: IgpCost,
+}
+
+impl PathCtx {
+    pub fn is_ebgp(&self) -> bool {
+        self.source.peer().is_some_and(|p| !p.ibgp)
+    }
+}
+
+/// Names a [`PathCtx`] in a [`Contexts`]: its index, with the top bit set
+/// when the IGP cost is unresolved, so that whether a path is eligible
+/// needs no lookup; 0 is every locally originated path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CtxId(u32);
+
+impl CtxId {
+    /// Locally originated paths (whatever their cost: they are eligible).
+    pub const LOCAL: CtxId = CtxId(0);
+    const UNRESOLVED: u32 = 1 << 31;
+
+    fn index(self) -> usize {
+        (self.0 & !Self::UNRESOLVED) as usize
+    }
+    pub fn is_local(self) -> bool {
+        self == Self::LOCAL
+    }
+    /// The next hop's IGP cost is known (or the path is local).
+    pub fn resolved(self) -> bool {
+        self.0 & Self::UNRESOLVED == 0
+    }
+}
+
+static LOCAL_CTX: PathCtx = PathCtx {
+    source: Source::Local,
+    igp_cost: IgpCost(0),
+};
+
+/// The (source, IGP cost) pairs of a Loc-RIB's paths, each held once and
+/// named by a [`CtxId`] (a path keeps four bytes instead of a source
+/// pointer and a cost). Entries no path names go in
+/// [`Contexts::compact`], which the Loc-RIB runs once they have doubled.
+#[derive(Debug)]
+pub struct Contexts {
+    /// By index; 0 (local) is never used here, a freed slot is `None`.
+    entries: Vec<Option<PathCtx>>,
+    /// (source identity, cost) -> index.
+    index: hashbrown::HashMap<(usize, IgpCost), u32>,
+    free: Vec<u32>,
+    /// The last pair looked up: the routes of one UPDATE share one.
+    last: Option<((usize, IgpCost), CtxId)>,
+    /// Entries after the last compaction.
+    kept: usize,
+}
+
+impl Default for Contexts {
+    fn default() -> Self {
+        Contexts {
+            entries: vec![None],
+            index: Default::default(),
+            free: Vec::new(),
+            last: None,
+            kept: 0,
+        }
+    }
+}
+
+impl Contexts {
+    /// The entry `id` names (local, for an id not given by this table).
+    pub fn get(&self, id: CtxId) -> &PathCtx {
+        if id.is_local() {
+            return &LOCAL_CTX;
+        }
+        let e = self.entries.get(id.index()).and_then(Option::as_ref);
+        debug_assert!(e.is_some(), "context {id:?} not in the table");
+        e.unwrap_or(&LOCAL_CTX)
+    }
+
+    /// The id of (`source`, `igp_cost`), added if new.
+    pub fn id(&mut self, source: &Source, igp_cost: IgpCost) -> CtxId {
+        if matches!(source, Source::Local) {
+            return CtxId::LOCAL;
+        }
+        let key = (source.identity(), igp_cost);
+        if let Some((k, id)) = self.last {
+            if k == key {
+                return id;
+            }
+        }
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let e = Some(PathCtx {
+                    source: source.clone(),
+                    igp_cost,
+                });
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.entries[i as usize] = e;
+                        i
+                    }
+                    None => {
+                        self.entries.push(e);
+                        (self.entries.len() - 1) as u32
+                    }
+                };
+                debug_assert!(i < CtxId::UNRESOLVED);
+                self.index.insert(key, i);
+                i
+            }
+        };
+        let id = CtxId(if igp_cost.is_some() {
+            i
+        } else {
+            i | CtxId::UNRESOLVED
+        });
+        self.last = Some((key, id));
+        id
+    }
+
+    /// Entries held (local not counted).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether entries have doubled since the last [`Contexts::compact`].
+    pub fn due(&self) -> bool {
+        self.len() > 2 * self.kept + 64
+    }
+
+    /// Drop the entries no id in `used` names (their slots are reused).
+    pub fn compact(&mut self, used: impl Iterator<Item = CtxId>) {
+        let mut keep = vec![false; self.entries.len()];
+        for id in used {
+            if let Some(k) = keep.get_mut(id.index()) {
+                *k = true;
+            }
+        }
+        for (i, k) in keep.into_iter().enumerate().skip(1) {
+            if k {
+                continue;
+            }
+            if let Some(e) = self.entries[i].take() {
+                self.index.remove(&(e.source.identity(), e.igp_cost));
+                self.free.push(i as u32);
+            }
+        }
+        self.last = None;
+        self.kept = self.len();
+    }
 }
 
 /// An IGP cost to a next hop, or none (unresolvable): an `Option<u32>` in
@@ -125,13 +300,10 @@ impl Path {
         self.attrs.route_path_id()
     }
     pub fn is_local(&self) -> bool {
-        matches!(self.source, Source::Local)
-    }
-    pub fn is_ebgp(&self) -> bool {
-        self.source.peer().is_some_and(|p| !p.ibgp)
+        self.ctx.is_local()
     }
     pub fn eligible(&self) -> bool {
-        self.is_local() || self.igp_cost.is_some()
+        self.ctx.resolved()
     }
     pub fn local_pref(&self) -> u32 {
         self.attrs.local_pref.unwrap_or(100)
@@ -149,9 +321,10 @@ impl Path {
     pub fn neighbour_as(&self) -> Option<u32> {
         self.attrs.as_path.as_ref().and_then(|p| p.first())
     }
-    /// Router id for the tie-break: ORIGINATOR_ID when reflected (RFC 4456 §9).
-    pub fn router_id(&self) -> u32 {
-        match (&self.attrs.originator_id(), &self.source) {
+    /// Router id for the tie-break: ORIGINATOR_ID when reflected (RFC 4456
+    /// §9); `ctx` is the path's context.
+    pub fn router_id(&self, ctx: &PathCtx) -> u32 {
+        match (&self.attrs.originator_id(), &ctx.source) {
             (Some(o), _) => u32::from(*o),
             (None, Source::Peer(p)) => u32::from(p.router_id),
             (None, Source::Local) => 0,
@@ -205,7 +378,7 @@ pub enum Step {
 /// Not a total order: MED is compared only between paths from the same
 /// neighbour AS (RFC 4271 §9.1.2.2 c), so three paths can beat each other
 /// in a circle. [`select`] and [`insert_position`] never assume it is one.
-pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
+pub fn compare(a: &Path, b: &Path, cx: &Contexts, cfg: &BestCfg) -> (Ordering, Step) {
     use Ordering::*;
     macro_rules! step {
         ($step:expr, $o:expr) => {
@@ -223,14 +396,16 @@ pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
     if cfg.always_compare_med || a.neighbour_as() == b.neighbour_as() {
         step!(Step::Med, a.med().cmp(&b.med()));
     }
-    let (ae, be) = (a.is_ebgp(), b.is_ebgp());
+    // (The steps above read the sets only; these read the contexts.)
+    let (ac, bc) = (cx.get(a.ctx), cx.get(b.ctx));
+    let (ae, be) = (ac.is_ebgp(), bc.is_ebgp());
     step!(Step::EbgpOverIbgp, be.cmp(&ae));
     // (Unresolved sorts last: its sentinel is the largest.)
-    step!(Step::IgpCost, a.igp_cost.0.cmp(&b.igp_cost.0));
+    step!(Step::IgpCost, ac.igp_cost.0.cmp(&bc.igp_cost.0));
     if ae && be {
         step!(Step::OldestEbgp, a.seq.cmp(&b.seq));
     }
-    step!(Step::RouterId, a.router_id().cmp(&b.router_id()));
+    step!(Step::RouterId, a.router_id(ac).cmp(&b.router_id(bc)));
     step!(
         Step::ClusterListLength,
         a.attrs
@@ -240,10 +415,10 @@ pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
     );
     step!(
         Step::PeerAddress,
-        a.source
+        ac.source
             .peer()
             .map(|p| p.addr)
-            .cmp(&b.source.peer().map(|p| p.addr))
+            .cmp(&bc.source.peer().map(|p| p.addr))
     );
     (Equal, Step::Equal)
 }
@@ -251,7 +426,7 @@ pub fn compare(a: &Path, b: &Path, cfg: &BestCfg) -> (Ordering, Step) {
 /// Can `b` share forwarding with the best path `a` (ECMP)? Equal through the
 /// IGP cost step, same session type (AS paths of equal length; relaxed, as
 /// FRR's `as-path multipath-relax`).
-pub fn multipath_equal(a: &Path, b: &Path) -> bool {
+pub fn multipath_equal(a: &Path, b: &Path, cx: &Contexts) -> bool {
     b.eligible()
         && !a.is_local()
         && !b.is_local()
@@ -259,8 +434,10 @@ pub fn multipath_equal(a: &Path, b: &Path) -> bool {
         && a.as_path_len() == b.as_path_len()
         && a.origin() == b.origin()
         && a.med() == b.med()
-        && a.is_ebgp() == b.is_ebgp()
-        && a.igp_cost == b.igp_cost
+        && (a.ctx == b.ctx || {
+            let (ac, bc) = (cx.get(a.ctx), cx.get(b.ctx));
+            ac.is_ebgp() == bc.is_ebgp() && ac.igp_cost == bc.igp_cost
+        })
 }
 
 /// The most paths in one multipath set (FRR's default `MULTIPATH_NUM`).
@@ -323,36 +500,36 @@ impl Selected {
 /// which the standard library's sorts may panic (Rust 1.81 on); this one
 /// makes at most n² / 2 comparisons whatever the comparison says, and n - 1
 /// when the paths are in order already.
-pub fn select(paths: &mut [Path], cfg: &BestCfg) -> Selected {
+pub fn select(paths: &mut [Path], cx: &Contexts, cfg: &BestCfg) -> Selected {
     for i in 1..paths.len() {
         let mut j = i;
-        while j > 0 && compare(&paths[j], &paths[j - 1], cfg).0 == Ordering::Less {
+        while j > 0 && compare(&paths[j], &paths[j - 1], cx, cfg).0 == Ordering::Less {
             paths.swap(j, j - 1);
             j -= 1;
         }
     }
-    multipath_set(paths, cfg)
+    multipath_set(paths, cx, cfg)
 }
 
 /// Where `path` goes in `paths` (ordered best first by [`select`]): before
 /// the first path it is better than, after those it ties with. A new best
 /// path takes one comparison (with the best path).
-pub fn insert_position(paths: &[Path], path: &Path, cfg: &BestCfg) -> usize {
+pub fn insert_position(paths: &[Path], path: &Path, cx: &Contexts, cfg: &BestCfg) -> usize {
     paths
         .iter()
-        .position(|p| compare(path, p, cfg).0 == Ordering::Less)
+        .position(|p| compare(path, p, cx, cfg).0 == Ordering::Less)
         .unwrap_or(paths.len())
 }
 
 /// The multipath set of `paths` ordered best first (see [`select`]).
-pub fn multipath_set(paths: &[Path], cfg: &BestCfg) -> Selected {
+pub fn multipath_set(paths: &[Path], cx: &Contexts, cfg: &BestCfg) -> Selected {
     let Some(best) = paths.first() else {
         return Selected::new();
     };
     if !best.eligible() {
         return Selected::new();
     }
-    let max = if best.is_ebgp() {
+    let max = if cx.get(best.ctx).is_ebgp() {
         cfg.max_paths_ebgp
     } else {
         cfg.max_paths_ibgp
@@ -365,7 +542,7 @@ pub fn multipath_set(paths: &[Path], cfg: &BestCfg) -> Selected {
     let mut hops: smallvec::SmallVec<[std::net::IpAddr; 4]> =
         smallvec::smallvec![best.next_hop().addr()];
     for (i, p) in paths.iter().enumerate().skip(1).take(MAX_MULTIPATH - 1) {
-        if set.len() >= max || !multipath_equal(best, p) {
+        if set.len() >= max || !multipath_equal(best, p, cx) {
             break;
         }
         if !hops.contains(&p.next_hop().addr()) {

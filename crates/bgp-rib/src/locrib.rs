@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use bgp_wire::ThinVec;
 
-use crate::best::{select, BestCfg, Path, Selected};
+use crate::best::{select, BestCfg, Contexts, IgpCost, NewPath, Path, PathCtx, Selected, Source};
 
 /// All paths to one prefix, ordered best first (see [`crate::best::select`]),
 /// and which of them are selected (the best path and its multipath set).
@@ -75,15 +75,15 @@ impl Dest {
         self.selected().iter().map(move |i| &paths[i])
     }
     /// Choose the selection again (after the paths changed).
-    fn select(&mut self, cfg: &BestCfg) {
+    fn select(&mut self, cx: &Contexts, cfg: &BestCfg) {
         if let Paths::Many(selected, paths) = &mut self.paths {
-            *selected = crate::best::multipath_set(paths, cfg);
+            *selected = crate::best::multipath_set(paths, cx, cfg);
         }
     }
     /// Order all paths again and select.
-    fn sort(&mut self, cfg: &BestCfg) {
+    fn sort(&mut self, cx: &Contexts, cfg: &BestCfg) {
         if let Paths::Many(selected, paths) = &mut self.paths {
-            *selected = select(paths, cfg);
+            *selected = select(paths, cx, cfg);
         }
     }
     /// Put `path` at index `at` (then [`Dest::select`]).
@@ -184,6 +184,8 @@ pub struct LocRib {
     free_ids: Vec<u32>,
     /// Destinations with no path, not yet pruned.
     empty: usize,
+    /// The paths' sources and IGP costs (see [`Path::ctx`]).
+    ctxs: Contexts,
 }
 
 /// When paths arrived: the first arrival number given in each second that
@@ -340,11 +342,11 @@ type SelEntry = (usize, usize);
 /// change; inline (no allocation) for up to two paths.
 type Selection = smallvec::SmallVec<[SelEntry; 2]>;
 
-fn selection(d: &Dest) -> Selection {
+fn selection(d: &Dest, cx: &Contexts) -> Selection {
     d.multipath()
         .map(|p| {
             (
-                p.source.identity(),
+                cx.get(p.ctx).source.identity(),
                 crate::SharedAttrs::as_ptr(&p.attrs) as usize,
             )
         })
@@ -380,11 +382,6 @@ impl LocRib {
             IpNet::V4(p) => self.v4.get(p),
             IpNet::V6(p) => self.v6.get(p).copied(),
         }
-    }
-
-    fn dest_mut(&mut self, prefix: &IpNet) -> Option<&mut Dest> {
-        let id = self.id_any(prefix)?;
-        Some(&mut self.dests[id as usize])
     }
 
     /// The destination of `prefix`, if it has a path.
@@ -439,13 +436,13 @@ impl LocRib {
     }
 
     /// Sort `d`'s paths again and select (after something changed them all).
-    fn reselect(cfg: &BestCfg, d: &mut Dest, before: Selection) -> Changed {
-        d.sort(cfg);
-        Self::changed(d, before)
+    fn reselect(cx: &Contexts, cfg: &BestCfg, d: &mut Dest, before: Selection) -> Changed {
+        d.sort(cx, cfg);
+        Self::changed(d, cx, before)
     }
 
-    fn changed(d: &Dest, before: Selection) -> Changed {
-        if selection(d) == before {
+    fn changed(d: &Dest, cx: &Contexts, before: Selection) -> Changed {
+        if selection(d, cx) == before {
             Changed::No
         } else {
             Changed::Yes
@@ -535,14 +532,49 @@ impl LocRib {
     }
 
     /// Add or replace the path from (source, path id).
-    pub fn upsert(&mut self, prefix: IpNet, path: Path) -> Changed {
+    pub fn upsert(&mut self, prefix: IpNet, path: NewPath) -> Changed {
         self.upsert_id(prefix, path).changed
+    }
+
+    /// Where `path` (one of this Loc-RIB's) came from and what its next
+    /// hop costs.
+    pub fn context(&self, path: &Path) -> &PathCtx {
+        self.ctxs.get(path.ctx)
+    }
+
+    /// Where `path` (one of this Loc-RIB's) came from.
+    pub fn source(&self, path: &Path) -> &Source {
+        &self.ctxs.get(path.ctx).source
+    }
+
+    /// The table of the paths' contexts (for [`crate::best::compare`]).
+    pub fn contexts(&self) -> &Contexts {
+        &self.ctxs
+    }
+
+    /// Drop the contexts no path names any more, once they have doubled
+    /// since the last time (sessions that went, IGP costs that changed):
+    /// one walk over the paths, an amortized constant per context. Call it
+    /// between changes, when no [`Path`] is held outside the Loc-RIB.
+    pub fn maybe_compact_contexts(&mut self) {
+        if !self.ctxs.due() {
+            return;
+        }
+        let dests = &self.dests;
+        let used = (0..dests.len()).flat_map(|i| dests[i].paths().iter().map(|p| p.ctx));
+        self.ctxs.compact(used);
     }
 
     /// [`LocRib::upsert`], also saying which destination and whether the
     /// path replaced one from the same (source, path id).
-    pub fn upsert_id(&mut self, prefix: IpNet, mut path: Path) -> Outcome {
+    pub fn upsert_id(&mut self, prefix: IpNet, new: NewPath) -> Outcome {
         let seq = self.next_seq();
+        let ctx = self.ctxs.id(&new.source, new.igp_cost);
+        let mut path = Path {
+            attrs: new.attrs,
+            seq,
+            ctx,
+        };
         let cfg = self.cfg;
         let (free_ids, dests) = (&mut self.free_ids, &mut self.dests);
         let mut created = false;
@@ -580,7 +612,6 @@ impl LocRib {
         if d.is_empty() {
             // Its first path (most of a table coming in): nothing to
             // compare it with; the selection changes if it is usable.
-            path.seq = seq;
             let usable = path.eligible();
             d.insert(0, path);
             return Outcome {
@@ -589,35 +620,37 @@ impl LocRib {
                 had: false,
             };
         }
-        let before = selection(d);
+        let cx = &self.ctxs;
+        let before = selection(d, cx);
         // The paths stay ordered best first (see `best::select`): the new
         // one is put in its place, not the whole list sorted again.
         let path_id = path.path_id();
         let old = d.paths().iter().position(|x| {
-            (x.source.identity() == path.source.identity() || x.source.key() == path.source.key())
-                && x.path_id() == path_id
+            x.path_id() == path_id
+                && (x.ctx == ctx || {
+                    let (xs, ps) = (&cx.get(x.ctx).source, &new.source);
+                    xs.identity() == ps.identity() || xs.key() == ps.key()
+                })
         });
         let had = old.is_some();
-        match old.and_then(|j| d.take(j)) {
-            Some(x) => {
-                // An implicit withdraw keeps its age only if nothing changed.
-                // Same content: keep the shared values (and their identity).
-                let same = x.attrs == path.attrs;
-                if same {
-                    path.attrs = x.attrs;
-                }
-                if x.source == path.source {
-                    path.source = x.source;
-                }
-                path.seq = if same { x.seq } else { seq };
+        if let Some(x) = old.and_then(|j| d.take(j)) {
+            // An implicit withdraw keeps its age only if nothing changed.
+            // Same content: keep the shared values (and their identity).
+            if x.attrs == path.attrs {
+                path.attrs = x.attrs;
+                path.seq = x.seq;
             }
-            None => path.seq = seq,
+            // (The same session again, by value: its context, so that the
+            // selection is the same by identity.)
+            if x.ctx != ctx && *cx.get(x.ctx) == *cx.get(ctx) {
+                path.ctx = x.ctx;
+            }
         }
-        let at = crate::best::insert_position(d.paths(), &path, &cfg);
+        let at = crate::best::insert_position(d.paths(), &path, cx, &cfg);
         d.insert(at, path);
-        d.select(&cfg);
+        d.select(cx, &cfg);
         Outcome {
-            changed: Self::changed(d, before),
+            changed: Self::changed(d, cx, before),
             id: Some(id),
             had,
         }
@@ -640,8 +673,9 @@ impl LocRib {
             };
         };
         let d = &mut self.dests[id as usize];
-        let (changed, had) = Self::remove_in(&cfg, d, &mut self.empty, true, |p| {
-            p.source.key() == source && p.path_id() == path_id
+        let cx = &self.ctxs;
+        let (changed, had) = Self::remove_in(cx, &cfg, d, &mut self.empty, true, |p| {
+            p.path_id() == path_id && cx.get(p.ctx).source.key() == source
         });
         Outcome {
             changed,
@@ -654,6 +688,7 @@ impl LocRib {
     /// a (source, path id) names one path); (what it did to the selection,
     /// whether any path went).
     fn remove_in(
+        cx: &Contexts,
         cfg: &BestCfg,
         d: &mut Dest,
         empty: &mut usize,
@@ -663,11 +698,11 @@ impl LocRib {
         let Some(first) = d.paths().iter().position(&mut gone) else {
             return (Changed::No, false);
         };
-        let before = selection(d);
+        let before = selection(d, cx);
         d.remove_where(first, one, gone);
         // (Still in order: only the multipath set can change.)
-        d.select(cfg);
-        let c = Self::changed(d, before);
+        d.select(cx, cfg);
+        let c = Self::changed(d, cx, before);
         if d.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a
             // change even if the path was not selected, so that it is pruned.
@@ -690,8 +725,9 @@ impl LocRib {
             .chain(self.v6.iter().map(|(p, id)| (IpNet::V6(*p), *id)));
         for (prefix, id) in named {
             let d = &mut self.dests[id as usize];
-            let (c, _) = Self::remove_in(&cfg, d, &mut self.empty, false, |p| {
-                p.source.key() == source
+            let cx = &self.ctxs;
+            let (c, _) = Self::remove_in(cx, &cfg, d, &mut self.empty, false, |p| {
+                cx.get(p.ctx).source.key() == source
             });
             if c == Changed::Yes {
                 changed.push((prefix, id));
@@ -706,16 +742,28 @@ impl LocRib {
         &self.dests[id as usize]
     }
 
-    /// Re-run selection for one prefix after something outside it changed
-    /// (next hop reachability, configuration).
-    pub fn refresh(&mut self, prefix: &IpNet, mut update: impl FnMut(&mut Path)) -> Changed {
+    /// Re-run selection for one prefix after the IGP costs of its paths'
+    /// next hops changed: `cost` gives the cost of a (learned) path's next
+    /// hop now (`None`: unresolvable).
+    pub fn refresh(&mut self, prefix: &IpNet, mut cost: impl FnMut(&Path) -> IgpCost) -> Changed {
         let cfg = self.cfg;
-        let Some(d) = self.dest_mut(prefix) else {
+        let Some(id) = self.id_any(prefix) else {
             return Changed::No;
         };
-        let before = selection(d);
-        d.paths_mut().iter_mut().for_each(&mut update);
-        Self::reselect(&cfg, d, before)
+        let (d, cx) = (&mut self.dests[id as usize], &mut self.ctxs);
+        let before = selection(d, cx);
+        for p in d.paths_mut() {
+            if p.is_local() {
+                continue;
+            }
+            let c = cost(p);
+            let now = cx.get(p.ctx);
+            if now.igp_cost != c {
+                let source = now.source.clone();
+                p.ctx = cx.id(&source, c);
+            }
+        }
+        Self::reselect(cx, &cfg, d, before)
     }
 
     /// Every destination with a path (in no particular order).

@@ -73,14 +73,20 @@ pub struct Target<'a> {
 /// The route `best` becomes when sent to `to`, or `None` when it must not
 /// be sent. The attribute set is `best`'s own, with the [`Rewrite`] that
 /// sending applies: nothing is built or kept per exported set.
-pub fn export(prefix: &IpNet, best: &Path, to: &Target, global: &GlobalCfg) -> Option<OutRoute> {
+pub fn export(
+    prefix: &IpNet,
+    best: &Path,
+    source: &Source,
+    to: &Target,
+    global: &GlobalCfg,
+) -> Option<OutRoute> {
     let fam: Family = Nlri::new(*prefix).family();
     if !to.neg.families.contains(&fam) {
         return None;
     }
     let to_ibgp = to.neg.peer_as == global.asn;
     let mut reflect = None;
-    match &best.source {
+    match source {
         Source::Local => {}
         Source::Peer(src) => {
             if &*src.key == to.key {

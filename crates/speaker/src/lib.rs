@@ -684,13 +684,13 @@ impl Main {
                     d.is_some_and(|d| {
                         d.selected().get(i).is_some_and(|x| {
                             let x = &d.paths()[x];
-                            x.source.key() == key && x.path_id() == path_id
+                            self.loc.source(x).key() == key && x.path_id() == path_id
                         })
                     })
                 };
                 let multipath = d.is_some_and(|d| {
                     d.multipath()
-                        .any(|x| x.source.key() == key && x.path_id() == path_id)
+                        .any(|x| self.loc.source(x).key() == key && x.path_id() == path_id)
                 });
                 out.push(RibEntry {
                     prefix,
@@ -715,7 +715,10 @@ impl Main {
                 if !want(&pfx) || !p.rib_out.holds(id) {
                     return None;
                 }
-                Some((pfx, self.advertised(key, &pfx, d.best()?)?))
+                Some((pfx, {
+                    let b = d.best()?;
+                    self.advertised(key, &pfx, b, self.loc.source(b))?
+                }))
             });
             for (prefix, (next_hop, attrs)) in sent {
                 out.push(RibEntry {

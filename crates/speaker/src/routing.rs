@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bgp_rib::best::{Path, PeerInfo, Source};
+use bgp_rib::best::{NewPath, Path, PeerInfo, Source};
 use bgp_rib::locrib::{Changed, Outcome};
 use bgp_rib::SharedAttrs;
 use bgp_rib::{OutRoute, Rewrite, Route, RouteKey};
@@ -41,10 +41,10 @@ struct Prechecked {
 /// identity; the interned set carries the next hop).
 type ExportInput = (bool, usize, usize);
 
-fn export_input(prefix: &IpNet, best: &Path) -> ExportInput {
+fn export_input(prefix: &IpNet, best: &Path, source: &Source) -> ExportInput {
     (
         matches!(prefix, IpNet::V4(_)),
-        best.source.identity(),
+        source.identity(),
         SharedAttrs::as_ptr(&best.attrs) as usize,
     )
 }
@@ -153,11 +153,10 @@ impl ImportCtx<'_> {
                     a.set_route_path_id(path_id);
                     path_attrs = interner.intern(a);
                 }
-                let path = Path {
+                let path = NewPath {
                     source: Source::Peer(info),
                     attrs: path_attrs,
                     igp_cost: igp_cost.into(),
-                    seq: 0,
                 };
                 let o = loc.upsert_id(prefix, path);
                 if o.id.is_none() {
@@ -186,7 +185,7 @@ impl ImportCtx<'_> {
     }
 }
 
-/// What exporting to one peer works on ([`Main::export_ctx`]).
+/// What exporting to one peer works on ([`export_ctx`]).
 struct ExportCtx<'a> {
     target: Target<'a>,
     g: &'a GlobalCfg,
@@ -196,8 +195,9 @@ struct ExportCtx<'a> {
 }
 
 impl ExportCtx<'_> {
-    /// What the peer should have for `prefix` whose best path is `best`.
-    fn path(&mut self, prefix: &IpNet, best: &Path) -> Option<OutRoute> {
+    /// What the peer should have for `prefix` whose best path is `best`
+    /// (from `source`).
+    fn path(&mut self, prefix: &IpNet, best: &Path, source: &Source) -> Option<OutRoute> {
         // A filter that decides by the prefix alone (a reject-all one,
         // prefix rules) needs no attributes built as they would be sent.
         let by_prefix = if self.target.cfg.filters.is_empty() {
@@ -212,10 +212,10 @@ impl ExportCtx<'_> {
         if let Some(v) = by_prefix {
             return match v {
                 bgp_policy::Verdict::Reject(_) => None,
-                _ => export(prefix, best, &self.target, self.g),
+                _ => export(prefix, best, source, &self.target, self.g),
             };
         }
-        let out = export(prefix, best, &self.target, self.g)?;
+        let out = export(prefix, best, source, &self.target, self.g)?;
         // A filter sees the attributes as they would be sent. They depend
         // on the set and the rewrite only, and runs of prefixes share both:
         // the last ones built are kept (with the set, so that its address
@@ -246,8 +246,9 @@ impl ExportCtx<'_> {
     }
 }
 
-/// [`Main::export_ctx`] from the parts of `Main` it reads, so that the
-/// Loc-RIB can be read beside it.
+/// What exporting to `key` works on, looked up once for many prefixes
+/// (none: no such peer, no session, no configuration); from the parts of
+/// `Main` it reads, so that the Loc-RIB can be read beside it.
 fn export_ctx<'a>(
     global: &'a Option<GlobalCfg>,
     peers: &'a BTreeMap<String, crate::PeerEntry>,
@@ -414,7 +415,7 @@ impl Main {
         let mut out: Vec<(RouteKey, Route)> =
             p.rib_in.iter_held().map(|(k, r)| (*k, r.clone())).collect();
         for (prefix, d) in self.loc.iter() {
-            for x in d.paths().iter().filter(|x| x.source.key() == key) {
+            for x in d.paths().iter().filter(|x| self.loc.source(x).key() == key) {
                 let k = (prefix, x.path_id());
                 if p.rib_in.held(&k).is_none() {
                     out.push((
@@ -496,6 +497,7 @@ impl Main {
         self.rejected.remove(key);
         let changed = self.loc.remove_source(key);
         self.propagate_ids(changed).await;
+        self.loc.maybe_compact_contexts();
     }
 
     /// Replace the local originations, returning the prefixes whose selection changed.
@@ -535,11 +537,10 @@ impl Main {
                 large_communities: large.into(),
                 ..Default::default()
             });
-            let path = Path {
+            let path = NewPath {
                 source: Source::Local,
                 attrs: self.interner.intern(attrs),
                 igp_cost: Some(0).into(),
-                seq: 0,
             };
             // Blackhole-ness can change without the path changing.
             let was = self.originate.get(p).map(|x| x.blackhole);
@@ -656,11 +657,12 @@ impl Main {
             .iter()
             .map(|(p, id)| {
                 let out = loc.by_id(*id).best().and_then(|b| {
-                    let input = export_input(p, b);
+                    let source = loc.source(b);
+                    let input = export_input(p, b, source);
                     match &last {
                         Some((i, out)) if reuse && *i == input => out.clone(),
                         _ => {
-                            let out = ctx.as_mut().and_then(|c| c.path(p, b));
+                            let out = ctx.as_mut().and_then(|c| c.path(p, b, source));
                             last = Some((input, out.clone()));
                             out
                         }
@@ -727,19 +729,6 @@ impl Main {
         }
     }
 
-    /// What exporting to `key` works on, looked up once for many prefixes
-    /// (none: no such peer, no session, no configuration).
-    fn export_ctx<'a>(&'a mut self, key: &'a str) -> Option<ExportCtx<'a>> {
-        let Main {
-            global,
-            peers,
-            sent_memo,
-            interner,
-            ..
-        } = self;
-        export_ctx(global, peers, sent_memo, interner, key)
-    }
-
     /// What `key` is sent for `prefix` whose best path is `best`, as sent
     /// (next hop and attributes): [`ExportCtx::path`] without interning
     /// what an export filter changes, for reading what a peer holds.
@@ -748,6 +737,7 @@ impl Main {
         key: &str,
         prefix: &IpNet,
         best: &Path,
+        source: &Source,
     ) -> Option<(NextHop, bgp_wire::PathAttrs)> {
         let g = self.global.as_ref()?;
         let p = self.peers.get(key)?;
@@ -758,7 +748,7 @@ impl Main {
             neg: &s.neg,
             local: s.local,
         };
-        let out = export(prefix, best, &target, g)?;
+        let out = export(prefix, best, source, &target, g)?;
         let sent = out.sent_attrs();
         if p.cfg.filters.is_empty() {
             return Some((out.next_hop, sent));
@@ -876,17 +866,24 @@ impl Main {
         if self.peers.get(key).is_none_or(|p| p.session.is_none()) {
             return Vec::new();
         }
-        let mut dests: Vec<(IpNet, u32, Option<Path>)> = self
-            .loc
-            .iter_ids()
-            .map(|(p, id, d)| (p, id, d.best().cloned()))
-            .collect();
-        dests.sort_unstable_by_key(|(p, _, _)| *p);
-        let mut ctx = self.export_ctx(key);
+        let Main {
+            global,
+            peers,
+            sent_memo,
+            interner,
+            loc,
+            ..
+        } = self;
+        let mut dests: Vec<(IpNet, u32)> = loc.iter_ids().map(|(p, id, _)| (p, id)).collect();
+        dests.sort_unstable_by_key(|(p, _)| *p);
+        let mut ctx = export_ctx(global, peers, sent_memo, interner, key);
         dests
             .into_iter()
-            .map(|(p, id, best)| {
-                let out = best.and_then(|b| ctx.as_mut()?.path(&p, &b));
+            .map(|(p, id)| {
+                let out = loc
+                    .by_id(id)
+                    .best()
+                    .and_then(|b| ctx.as_mut()?.path(&p, b, loc.source(b)));
                 (p, id, out)
             })
             .collect()
@@ -965,8 +962,10 @@ impl Main {
             }
         }
         self.propagate_ids(changed).await;
-        // Attribute sets replaced by others (attributes that keep changing).
+        // Attribute sets replaced by others (attributes that keep changing),
+        // and contexts of sessions gone or IGP costs changed.
         self.interner.maybe_collect();
+        self.loc.maybe_compact_contexts();
         for key in touched {
             self.check_max_prefix(&key).await;
         }
@@ -1133,7 +1132,7 @@ impl Main {
             .multipath()
             .filter_map(|p| {
                 // A link-local next hop is on the interface of the session it came from.
-                let session_if = p.source.peer().and_then(|i| i.ifindex);
+                let session_if = self.loc.source(p).peer().and_then(|i| i.ifindex);
                 match &self.resolver {
                     Some(r) => r.resolve(p.next_hop().addr()).map(|r| Gateway {
                         addr: r.via,
@@ -1214,12 +1213,10 @@ impl Main {
                 let all = self.loc.prefixes();
                 for &p in &all {
                     let c = self.loc.refresh(&p, |path| {
-                        if !path.is_local() {
-                            path.igp_cost = resolver
-                                .as_ref()
-                                .and_then(|r| r.resolve(path.next_hop().addr()).map(|r| r.cost))
-                                .into();
-                        }
+                        resolver
+                            .as_ref()
+                            .and_then(|r| r.resolve(path.next_hop().addr()).map(|r| r.cost))
+                            .into()
                     });
                     if c == Changed::Yes {
                         changed.push(p);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use bgp_wire::{AsPath, Origin, PathAttrs};
 
 use super::*;
-use crate::best::{compare, IgpCost, PeerInfo, Source, Step};
+use crate::best::{compare, Contexts, IgpCost, NewPath, PeerInfo, Source, Step};
 use crate::SharedAttrs;
 
 fn peer(key: &str, asn: u32, rid: &str, ibgp: bool) -> Source {
@@ -29,20 +29,32 @@ fn attrs(path: &[u32]) -> PathAttrs {
     }
 }
 
-fn path(src: Source, a: PathAttrs, nh: &str) -> Path {
-    Path {
+fn path(src: Source, a: PathAttrs, nh: &str) -> NewPath {
+    NewPath {
         source: src,
         attrs: SharedAttrs::new(PathAttrs {
             route_hop: Some(nh.parse().unwrap()),
             ..a
         }),
         igp_cost: Some(0).into(),
-        seq: 0,
     }
 }
 
-fn ebgp(key: &str, asn: u32) -> Path {
+fn ebgp(key: &str, asn: u32) -> NewPath {
     path(peer(key, asn, key, false), attrs(&[asn]), key)
+}
+
+/// [`compare`] of `a` and `b` as a Loc-RIB holds them, with arrival
+/// numbers `sa` and `sb`.
+fn compare_new(a: &NewPath, sa: u32, b: &NewPath, sb: u32, cfg: &BestCfg) -> (Ordering, Step) {
+    let mut cx = Contexts::default();
+    let mut held = |p: &NewPath, seq: u32| Path {
+        attrs: p.attrs.clone(),
+        seq,
+        ctx: cx.id(&p.source, p.igp_cost),
+    };
+    let (a, b) = (held(a, sa), held(b, sb));
+    compare(&a, &b, &cx, cfg)
 }
 
 /// Each row: a base path and a variant that must lose at exactly one step.
@@ -50,7 +62,7 @@ fn ebgp(key: &str, asn: u32) -> Path {
 fn every_tie_break_step_in_order() {
     let cfg = BestCfg::default();
     let base = || ebgp("192.0.2.1", 65001);
-    let mut cases: Vec<(Step, Path, Path)> = Vec::new();
+    let mut cases: Vec<(Step, NewPath, NewPath)> = Vec::new();
 
     let mut unreach = ebgp("192.0.2.2", 65001);
     unreach.igp_cost = IgpCost::UNRESOLVED;
@@ -114,8 +126,8 @@ fn every_tie_break_step_in_order() {
     assert_eq!(IgpCost::UNRESOLVED.get(), None);
     cases.push((Step::IgpCost, base(), far));
 
-    let mut newer = ebgp("192.0.2.2", 65001);
-    newer.seq = 5;
+    // (Arrived later: see the arrival numbers below.)
+    let newer = ebgp("192.0.2.2", 65001);
     cases.push((Step::OldestEbgp, base(), newer));
 
     let i1 = path(
@@ -166,17 +178,23 @@ fn every_tie_break_step_in_order() {
     cases.push((Step::PeerAddress, p1, p2));
 
     for (step, winner, loser) in cases {
+        // The loser arrived later (which only the age step reads).
         assert_eq!(
-            compare(&winner, &loser, &cfg),
+            compare_new(&winner, 1, &loser, 5, &cfg),
             (Ordering::Less, step),
             "{step:?}"
         );
         assert_eq!(
-            compare(&loser, &winner, &cfg),
+            compare_new(&loser, 5, &winner, 1, &cfg),
             (Ordering::Greater, step),
             "{step:?} reversed"
         );
     }
+    // Arrived at the same time: no age step.
+    assert_eq!(
+        compare_new(&base(), 1, &ebgp("192.0.2.2", 65001), 1, &cfg),
+        (Ordering::Less, Step::RouterId)
+    );
 }
 
 #[test]
@@ -191,14 +209,19 @@ fn med_only_compared_within_one_neighbour_as_unless_always() {
         med: Some(5),
         ..attrs(&[65002])
     });
-    b.seq = 1;
-    // Different neighbour AS: MED ignored, the older path wins.
-    assert_eq!(compare(&a, &b, &BestCfg::default()).1, Step::OldestEbgp);
+    // Different neighbour AS: MED ignored, the older path (a) wins.
+    assert_eq!(
+        compare_new(&a, 0, &b, 1, &BestCfg::default()).1,
+        Step::OldestEbgp
+    );
     let always = BestCfg {
         always_compare_med: true,
         ..Default::default()
     };
-    assert_eq!(compare(&a, &b, &always), (Ordering::Greater, Step::Med));
+    assert_eq!(
+        compare_new(&a, 0, &b, 1, &always),
+        (Ordering::Greater, Step::Med)
+    );
 }
 
 #[test]
@@ -257,10 +280,7 @@ fn unreachable_next_hop_makes_prefix_unusable_until_resolved() {
     x.igp_cost = IgpCost::UNRESOLVED;
     rib.upsert(p, x);
     assert!(rib.get(&p).unwrap().best().is_none());
-    assert_eq!(
-        rib.refresh(&p, |path| path.igp_cost = Some(1).into()),
-        Changed::Yes
-    );
+    assert_eq!(rib.refresh(&p, |_| Some(1).into()), Changed::Yes);
     assert!(rib.get(&p).unwrap().best().is_some());
 }
 
@@ -340,7 +360,7 @@ fn ids_returned_by_changes_name_the_destination_and_prune_frees_each_once() {
         "a replacement"
     );
     let iq = rib.upsert_id(q, ebgp("192.0.2.1", 65001)).id.unwrap();
-    assert_eq!(rib.by_id(iq).best().unwrap().source.key(), "192.0.2.1");
+    assert_eq!(rib.source(rib.by_id(iq).best().unwrap()).key(), "192.0.2.1");
     let o = rib.remove_id(&p, "192.0.2.9", 0);
     assert_eq!((o.changed, o.id, o.had), (Changed::No, Some(ip), false));
     let o = rib.remove_id(&p, "192.0.2.1", 0);
@@ -382,7 +402,7 @@ fn remove_source_takes_every_path_of_one_peer_in_one_walk() {
     };
     assert_eq!(changed, ids(&[p, v6]), "q had no path from it");
     assert_eq!(
-        rib.get(&p).unwrap().best().unwrap().source.key(),
+        rib.source(rib.get(&p).unwrap().best().unwrap()).key(),
         "192.0.2.2"
     );
     assert!(rib.get(&v6).is_none());
@@ -444,23 +464,6 @@ fn multipath_set_is_at_most_64_paths_best_first_and_the_rest_stay() {
 }
 
 #[test]
-fn a_destination_with_one_path_is_small() {
-    // Memory per prefix (docs/BENCHMARKS.md): the next hop lives in the
-    // interned attribute set, the IGP cost is four bytes, the selection is a
-    // bitmask, one path is inline.
-    assert!(
-        std::mem::size_of::<Path>() <= 40,
-        "{}",
-        std::mem::size_of::<Path>()
-    );
-    assert!(
-        std::mem::size_of::<Dest>() <= 56,
-        "{}",
-        std::mem::size_of::<Dest>()
-    );
-}
-
-#[test]
 fn the_ipv4_index_packs_prefix_and_id_in_one_word() {
     let mut ix = V4Index::default();
     let p = |s: &str| -> Ipv4Net { s.parse().unwrap() };
@@ -509,7 +512,7 @@ fn the_ipv4_index_packs_prefix_and_id_in_one_word() {
 
 /// A path from peer `i` (198.18.3.i, AS 65000 + i % 4) with the given
 /// LOCAL_PREF, AS path length and MED.
-fn varied(i: u32, lp: u32, len: usize, med: u32) -> Path {
+fn varied(i: u32, lp: u32, len: usize, med: u32) -> NewPath {
     let key = format!("198.18.3.{i}");
     let asn = 65000 + i % 4;
     let mut a = attrs(&vec![asn; len]);
@@ -549,17 +552,17 @@ fn incremental_order_is_the_full_sort_order() {
         }
         let Some(d) = rib.get(&p) else { continue };
         let mut sorted = d.paths().to_vec();
-        let sel = crate::best::select(&mut sorted, &cfg);
+        let sel = crate::best::select(&mut sorted, rib.contexts(), &cfg);
         let keys = |v: &[Path]| {
             v.iter()
-                .map(|p| p.source.key().to_string())
+                .map(|p| rib.source(p).key().to_string())
                 .collect::<Vec<_>>()
         };
         assert_eq!(keys(d.paths()), keys(&sorted), "step {step}");
         assert_eq!(d.selected(), sel, "step {step}");
         for w in d.paths().windows(2) {
             assert_ne!(
-                compare(&w[0], &w[1], &cfg).0,
+                compare(&w[0], &w[1], rib.contexts(), &cfg).0,
                 Ordering::Greater,
                 "step {step}"
             );
@@ -585,13 +588,17 @@ fn a_med_cycle_among_many_paths_neither_panics_nor_loses_paths() {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for _ in 0..500 {
         // Shuffled costs and ages: every round orders the circle afresh.
-        rib.refresh(&p, |p| {
+        let id = rib.id(&p).unwrap();
+        let mut rnd = || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            p.igp_cost = Some((x % 2) as u32).into();
-            p.seq = (x >> 8) as u32 % 64;
-        });
+            x
+        };
+        for q in rib.dests[id as usize].paths_mut() {
+            q.seq = (rnd() >> 8) as u32 % 64;
+        }
+        rib.refresh(&p, |_| Some((rnd() % 2) as u32).into());
         let d = rib.get(&p).unwrap();
         assert_eq!(d.paths().len(), 64);
         assert!(d.best().is_some());
@@ -668,8 +675,11 @@ fn arrival_numbers_wrap_without_changing_ages() {
     rib.upsert(p, same("192.0.2.2", "192.0.2.8"));
     rib.set_now(1002);
     assert_eq!(rib.seq, u32::MAX);
-    let best =
-        |rib: &LocRib, x: &IpNet| rib.get(x).unwrap().best().unwrap().source.key().to_string();
+    let best = |rib: &LocRib, x: &IpNet| {
+        rib.source(rib.get(x).unwrap().best().unwrap())
+            .key()
+            .to_string()
+    };
     assert_eq!(best(&rib, &p), "192.0.2.1");
     // This one wraps: the three paths are renumbered 1..=3, it gets 4.
     rib.upsert(q, same("192.0.2.4", "192.0.2.1"));
@@ -696,11 +706,11 @@ fn arrival_numbers_wrap_without_changing_ages() {
     );
 }
 
-/// A path is 24 bytes (source, set, IGP cost, arrival number), and so is
-/// a destination: a path inline or a pointer to many.
+/// A path is 16 bytes (set, arrival number, context), a destination 24:
+/// a path inline, or the selection and a pointer to many.
 #[test]
-fn a_destination_is_one_path_wide() {
-    assert_eq!(std::mem::size_of::<Path>(), 24);
+fn a_path_is_sixteen_bytes_a_destination_twenty_four() {
+    assert_eq!(std::mem::size_of::<Path>(), 16);
     assert_eq!(std::mem::size_of::<Dest>(), 24);
 }
 
@@ -714,7 +724,11 @@ fn a_path_knows_when_it_arrived_without_a_field_for_it() {
     let q: IpNet = "198.18.9.0/24".parse().unwrap();
     let since = |rib: &LocRib, x: &IpNet, key: &str| {
         let d = rib.get(x).unwrap();
-        let path = d.paths().iter().find(|y| y.source.key() == key).unwrap();
+        let path = d
+            .paths()
+            .iter()
+            .find(|y| rib.source(y).key() == key)
+            .unwrap();
         rib.since(path)
     };
     rib.set_now(500);
@@ -797,4 +811,70 @@ fn paths_from_one_peer_are_told_apart_by_path_id() {
     assert_eq!(d.paths()[0].path_id(), 2);
     assert_eq!(d.paths()[0].med(), 0);
     assert_eq!(rib.remove(&p, "192.0.2.1", 1), Changed::No, "gone already");
+}
+
+/// Paths name their source and IGP cost by a context: paths of one session
+/// with one cost share one, a new cost is a new one (the others keep
+/// theirs).
+#[test]
+fn paths_share_a_context_per_session_and_igp_cost() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let (p, q): (IpNet, IpNet) = (
+        "198.18.13.0/24".parse().unwrap(),
+        "198.18.14.0/24".parse().unwrap(),
+    );
+    let src = peer("192.0.2.1", 65001, "192.0.2.1", false);
+    rib.upsert(p, path(src.clone(), attrs(&[65001]), "192.0.2.1"));
+    rib.upsert(q, path(src, attrs(&[65001, 65002]), "192.0.2.1"));
+    let ctx = |rib: &LocRib, x: &IpNet| rib.get(x).unwrap().paths()[0].ctx;
+    assert_eq!(ctx(&rib, &p), ctx(&rib, &q));
+    assert_eq!(rib.contexts().len(), 1);
+    assert_eq!(rib.refresh(&p, |_| Some(7).into()), Changed::No);
+    assert_ne!(ctx(&rib, &p), ctx(&rib, &q));
+    let cost =
+        |rib: &LocRib, x: &IpNet| rib.context(&rib.get(x).unwrap().paths()[0]).igp_cost.get();
+    assert_eq!((cost(&rib, &p), cost(&rib, &q)), (Some(7), Some(0)));
+    // Unresolvable: the id alone says the path is not eligible.
+    assert_eq!(rib.refresh(&p, |_| IgpCost::UNRESOLVED), Changed::Yes);
+    assert!(!rib.get(&p).unwrap().paths()[0].eligible());
+    assert!(rib.get(&p).unwrap().best().is_none());
+    // Local paths need no entry.
+    rib.upsert(p, path(Source::Local, attrs(&[]), "192.0.2.9"));
+    assert!(rib.get(&p).unwrap().best().unwrap().is_local());
+    assert_eq!(
+        rib.source(rib.get(&p).unwrap().best().unwrap()).key(),
+        "local"
+    );
+}
+
+/// Sessions come and go: the contexts of those gone are dropped once
+/// they have doubled, and the ids of the paths still there keep naming
+/// their own.
+#[test]
+fn contexts_of_sessions_gone_are_dropped() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let keep: IpNet = "198.18.15.0/24".parse().unwrap();
+    let flap: IpNet = "198.18.16.0/24".parse().unwrap();
+    rib.upsert(keep, ebgp("192.0.2.1", 65001));
+    let mut most = 0;
+    for i in 0..1000u32 {
+        // A new session each time (a new `PeerInfo`), one IGP cost each.
+        let mut x = ebgp("192.0.2.2", 65002);
+        x.igp_cost = Some(i).into();
+        rib.upsert(flap, x);
+        rib.remove_source("192.0.2.2");
+        rib.maybe_compact_contexts();
+        most = most.max(rib.contexts().len());
+    }
+    // (Twice the one kept, and 64 more, before a compaction.)
+    assert!(most <= 67, "{most} contexts at most");
+    let d = rib.get(&keep).unwrap();
+    assert_eq!(rib.source(&d.paths()[0]).key(), "192.0.2.1");
+    assert_eq!(rib.context(&d.paths()[0]).igp_cost.get(), Some(0));
+    // A slot freed is used again.
+    rib.upsert(flap, ebgp("192.0.2.3", 65003));
+    assert_eq!(
+        rib.source(rib.get(&flap).unwrap().best().unwrap()).key(),
+        "192.0.2.3"
+    );
 }

@@ -12,7 +12,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use bgp_wire::ThinVec;
 
-use crate::best::{select, BestCfg, Contexts, IgpCost, NewPath, Path, PathCtx, Selected, Source};
+use crate::best::{
+    select, BestCfg, Contexts, CtxId, IgpCost, NewPath, Path, PathCtx, Selected, Source,
+};
 
 /// All paths to one prefix, ordered best first (see [`crate::best::select`]),
 /// and which of them are selected (the best path and its multipath set).
@@ -568,13 +570,23 @@ impl LocRib {
     /// [`LocRib::upsert`], also saying which destination and whether the
     /// path replaced one from the same (source, path id).
     pub fn upsert_id(&mut self, prefix: IpNet, new: NewPath) -> Outcome {
-        let seq = self.next_seq();
         let ctx = self.ctxs.id(&new.source, new.igp_cost);
-        let mut path = Path {
-            attrs: new.attrs,
-            seq,
-            ctx,
-        };
+        self.upsert_ctx(prefix, new.attrs, ctx)
+    }
+
+    /// The context id of paths from `source` whose next hop costs
+    /// `igp_cost`, for [`LocRib::upsert_ctx`] (valid until the next
+    /// [`LocRib::maybe_compact_contexts`]).
+    pub fn context_id(&mut self, source: &Source, igp_cost: IgpCost) -> CtxId {
+        self.ctxs.id(source, igp_cost)
+    }
+
+    /// [`LocRib::upsert_id`] of a path given by its set and context id
+    /// (from [`LocRib::context_id`]): the routes of one UPDATE look their
+    /// context up once, not per prefix.
+    pub fn upsert_ctx(&mut self, prefix: IpNet, attrs: crate::SharedAttrs, ctx: CtxId) -> Outcome {
+        let seq = self.next_seq();
+        let mut path = Path { attrs, seq, ctx };
         let cfg = self.cfg;
         let (free_ids, dests) = (&mut self.free_ids, &mut self.dests);
         let mut created = false;
@@ -628,7 +640,7 @@ impl LocRib {
         let old = d.paths().iter().position(|x| {
             x.path_id() == path_id
                 && (x.ctx == ctx || {
-                    let (xs, ps) = (&cx.get(x.ctx).source, &new.source);
+                    let (xs, ps) = (&cx.get(x.ctx).source, &cx.get(ctx).source);
                     xs.identity() == ps.identity() || xs.key() == ps.key()
                 })
         });

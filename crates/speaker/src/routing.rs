@@ -64,7 +64,8 @@ struct ImportCtx<'a> {
     key: &'a str,
     g: &'a GlobalCfg,
     p: &'a mut crate::PeerEntry,
-    info: Arc<PeerInfo>,
+    /// The peer's session, as its paths' source.
+    source: Source,
     rejected: &'a mut BTreeMap<String, BTreeMap<IpNet, String>>,
     interner: &'a bgp_rib::Interner,
     loc: &'a mut bgp_rib::locrib::LocRib,
@@ -90,14 +91,13 @@ impl ImportCtx<'_> {
             key,
             g,
             p,
-            info,
+            source,
             rejected,
             interner,
             loc,
             ..
         } = self;
         let key: &str = key;
-        let info = info.clone();
         let verdict = if let Some(why) = pre.loop_check {
             bgp_policy::Verdict::Reject(bgp_policy::Reason::Other(why.to_string()))
         } else if let Some(Err(why)) = p.cfg.pod.as_ref().map(|pod| pod.check(&prefix)) {
@@ -153,12 +153,9 @@ impl ImportCtx<'_> {
                     a.set_route_path_id(path_id);
                     path_attrs = interner.intern(a);
                 }
-                let path = NewPath {
-                    source: Source::Peer(info),
-                    attrs: path_attrs,
-                    igp_cost: igp_cost.into(),
-                };
-                let o = loc.upsert_id(prefix, path);
+                // (Routes of one UPDATE share one context: a compare.)
+                let ctx = loc.context_id(source, igp_cost.into());
+                let o = loc.upsert_ctx(prefix, path_attrs, ctx);
                 if o.id.is_none() {
                     // The Loc-RIB is full (bgp_rib::locrib::MAX_DESTS): the
                     // route is kept as received only.
@@ -288,12 +285,12 @@ impl Main {
             ..
         } = self;
         let p = peers.get_mut(key)?;
-        let info = p.session.as_ref()?.info.clone();
+        let source = Source::Peer(p.session.as_ref()?.info.clone());
         Some(ImportCtx {
             key,
             g: global.as_ref()?,
             p,
-            info,
+            source,
             rejected,
             interner,
             loc,

@@ -863,27 +863,9 @@ impl Main {
         if self.peers.get(key).is_none_or(|p| p.session.is_none()) {
             return Vec::new();
         }
-        let Main {
-            global,
-            peers,
-            sent_memo,
-            interner,
-            loc,
-            ..
-        } = self;
-        let mut dests: Vec<(IpNet, u32)> = loc.iter_ids().map(|(p, id, _)| (p, id)).collect();
+        let mut dests: Vec<(IpNet, u32)> = self.loc.iter_ids().map(|(p, id, _)| (p, id)).collect();
         dests.sort_unstable_by_key(|(p, _)| *p);
-        let mut ctx = export_ctx(global, peers, sent_memo, interner, key);
-        dests
-            .into_iter()
-            .map(|(p, id)| {
-                let out = loc
-                    .by_id(id)
-                    .best()
-                    .and_then(|b| ctx.as_mut()?.path(&p, b, loc.source(b)));
-                (p, id, out)
-            })
-            .collect()
+        self.export_changes(key, &dests)
     }
 
     /// Everything a peer should have, as a full table.

@@ -5,6 +5,7 @@
 //! next-hop resolution, [`Resolver`]) and never touched.
 
 pub mod netlink;
+mod sockopt;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -67,6 +68,11 @@ pub trait Backend: Send + 'static {
     fn table(&mut self) -> impl Future<Output = Result<Vec<KernelRoute>, String>> + Send;
     /// Every interface address: (interface index, address).
     fn addresses(&mut self) -> impl Future<Output = Result<Vec<(u32, IpAddr)>, String>> + Send;
+    /// A signal whenever routes, addresses or links change other than by
+    /// kbgp, if the backend can tell; without it the caller polls.
+    fn changes(&mut self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
 }
 
 /// An in-memory kernel, for tests: `installed` is what kbgp put there,

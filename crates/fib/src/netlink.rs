@@ -2,29 +2,72 @@
 //! kbgp's table; ECMP routes are one multipath route.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REPLACE, NLM_F_REQUEST,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType, RouteVia,
 };
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
+use tokio::sync::mpsc;
+use tracing::warn;
 
+use crate::sockopt::{
+    attach_filter, force_rcvbuf, own_route_change, own_route_filter, RTM_NEWROUTE,
+    RTM_PROTOCOL_OFFSET,
+};
 use crate::{Action, Backend, Gateway, KernelRoute, Op, Route};
 
 pub struct Netlink {
+    /// For the address dump (small, rare).
     handle: Handle,
+    /// Route requests and route dumps, without rtnetlink's per-request
+    /// machinery: requests go many to a datagram and only errors (and the
+    /// last request of each datagram) are acked.
+    sock: TokioSocket,
+    seq: u32,
+    rx: Vec<u8>,
     table: u32,
     protocol: u8,
 }
 
+/// Route requests per datagram (about 64 bytes each). The kernel handles a
+/// datagram's requests in the `sendmsg` call, one after another.
+const PER_DATAGRAM: usize = 256;
+/// Receive buffer: every request of a datagram may fail, each error its own
+/// datagram of about a kilobyte of accounting.
+const RCVBUF: usize = 4 << 20;
+
 impl Netlink {
-    /// Open a netlink socket (needs CAP_NET_ADMIN to change routes).
+    /// Open netlink sockets (needs CAP_NET_ADMIN to change routes).
     pub fn new(table: u32, protocol: u8) -> Result<Self, String> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| format!("netlink: {e}"))?;
         tokio::spawn(conn);
+        let mut sock = TokioSocket::new(NETLINK_ROUTE).map_err(|e| format!("netlink: {e}"))?;
+        sock.socket_mut()
+            .bind_auto()
+            .map_err(|e| format!("netlink bind: {e}"))?;
+        sock.socket_ref()
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(|e| format!("netlink connect: {e}"))?;
+        // Errors need not carry the request back; the sequence number names it.
+        let _ = sock.socket_ref().set_cap_ack(true);
+        if crate::sockopt::force_rcvbuf(sock.as_raw_fd(), RCVBUF).is_err() {
+            let _ = sock.socket_ref().set_rx_buf_sz(RCVBUF);
+        }
         Ok(Netlink {
             handle,
+            sock,
+            seq: 1,
+            rx: Vec::with_capacity(64 << 10),
             table,
             protocol,
         })
@@ -73,9 +116,11 @@ impl Netlink {
         Ok(msg)
     }
 
+    /// A delete that matches kbgp's route for `p` whatever its type
+    /// (unicast or blackhole) and scope, as `ip route del` does.
     fn delete_message(&self, p: IpNet) -> RouteMessage {
         let proto = RouteProtocol::from(self.protocol);
-        match p {
+        let mut m = match p {
             IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
                 .destination_prefix(p.addr(), p.prefix_len())
                 .table_id(self.table)
@@ -86,26 +131,185 @@ impl Netlink {
                 .table_id(self.table)
                 .protocol(proto)
                 .build(),
+        };
+        m.header.kind = RouteType::Unspec;
+        m.header.scope = netlink_packet_route::route::RouteScope::NoWhere;
+        m
+    }
+
+    /// One request as a netlink message at the end of `buf`.
+    fn encode(&self, op: &Op, seq: u32, buf: &mut Vec<u8>) -> Result<(), String> {
+        let (payload, flags) = match op {
+            Op::Replace(r) => (
+                RouteNetlinkMessage::NewRoute(self.message(r)?),
+                NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+            ),
+            Op::Delete(p) => (
+                RouteNetlinkMessage::DelRoute(self.delete_message(*p)),
+                NLM_F_REQUEST,
+            ),
+        };
+        let mut nl = NetlinkMessage::from(payload);
+        nl.header.flags = flags;
+        nl.header.sequence_number = seq;
+        nl.finalize();
+        let at = buf.len();
+        buf.resize(at + nl.buffer_len(), 0);
+        nl.serialize(&mut buf[at..]);
+        Ok(())
+    }
+
+    fn next_seq(&mut self, n: usize) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(n as u32);
+        s
+    }
+
+    /// The next datagram from the kernel, into `self.rx`. The kernel answers
+    /// requests inside `sendmsg` and builds dump parts inside `recvmsg`, so
+    /// the answer is there at once; the timeout only guards against a kernel
+    /// that never answers.
+    async fn recv(&mut self) -> Result<(), String> {
+        self.rx.clear();
+        match tokio::time::timeout(Duration::from_secs(10), self.sock.recv(&mut self.rx)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("netlink receive: {e}")),
+            Err(_) => Err("netlink receive: no answer from the kernel in 10 s".into()),
         }
     }
 
-    async fn dump(&self) -> Result<Vec<RouteMessage>, String> {
+    /// Routes of the kernel whose protocol `keep` accepts. The protocol is
+    /// read from the message header, so routes left out (kbgp's own, a
+    /// million at a full table) are never parsed.
+    async fn dump(&mut self, keep: impl Fn(u8) -> bool) -> Result<Vec<RouteMessage>, String> {
         let mut out = Vec::new();
         for req in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
             RouteMessageBuilder::<Ipv6Addr>::new().build(),
         ] {
-            let mut s = self.handle.route().get(req).execute();
-            while let Some(m) = s
-                .try_next()
+            let seq = self.next_seq(1);
+            let mut nl = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(req));
+            nl.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            nl.header.sequence_number = seq;
+            nl.finalize();
+            let mut buf = vec![0; nl.buffer_len()];
+            nl.serialize(&mut buf);
+            self.sock
+                .send(&buf)
                 .await
-                .map_err(|e| format!("netlink dump: {e}"))?
-            {
-                out.push(m);
+                .map_err(|e| format!("netlink dump: {e}"))?;
+            'dump: loop {
+                self.recv().await?;
+                for (kind, s, m) in messages(&self.rx) {
+                    if s != seq {
+                        continue;
+                    }
+                    match kind {
+                        NLMSG_DONE => break 'dump,
+                        NLMSG_ERROR => {
+                            let code = error_code(m);
+                            if code != 0 {
+                                return Err(format!("netlink dump: {}", errno(code)));
+                            }
+                        }
+                        RTM_NEWROUTE
+                            if m.len() > RTM_PROTOCOL_OFFSET && keep(m[RTM_PROTOCOL_OFFSET]) =>
+                        {
+                            if let Ok(NetlinkMessage {
+                                payload:
+                                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)),
+                                ..
+                            }) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(m)
+                            {
+                                out.push(r);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
             }
         }
         Ok(out)
     }
+}
+
+/// The messages of one datagram: (type, sequence number, whole message).
+fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        let h = buf.get(off..off + 16)?;
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let m = buf.get(off..off.checked_add(len)?).filter(|_| len >= 16)?;
+        off += (len + 3) & !3;
+        Some((
+            u16::from_ne_bytes([m[4], m[5]]),
+            u32::from_ne_bytes([m[8], m[9], m[10], m[11]]),
+            m,
+        ))
+    })
+}
+
+/// The code of an `NLMSG_ERROR` message: 0 for an ack, else `-errno`.
+fn error_code(m: &[u8]) -> i32 {
+    m.get(16..20)
+        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .unwrap_or(-libc::EPROTO)
+}
+
+fn errno(code: i32) -> std::io::Error {
+    std::io::Error::from_raw_os_error(code.saturating_neg())
+}
+
+fn op_prefix(op: &Op) -> IpNet {
+    match op {
+        Op::Replace(r) => r.prefix,
+        Op::Delete(p) => *p,
+    }
+}
+
+/// Changes of the kernel's routes, addresses and links that kbgp did not
+/// make: a signal (coalesced) per change, and one when the kernel had to
+/// drop notifications (the socket overflowed), since something was missed.
+/// kbgp's own route changes are dropped by a socket filter in the kernel.
+pub fn watch(protocol: u8) -> Result<mpsc::Receiver<()>, String> {
+    let mut sock = TokioSocket::new(NETLINK_ROUTE).map_err(|e| format!("netlink: {e}"))?;
+    let groups = (libc::RTMGRP_LINK
+        | libc::RTMGRP_IPV4_IFADDR
+        | libc::RTMGRP_IPV4_ROUTE
+        | libc::RTMGRP_IPV6_IFADDR
+        | libc::RTMGRP_IPV6_ROUTE) as u32;
+    sock.socket_mut()
+        .bind(&SocketAddr::new(0, groups))
+        .map_err(|e| format!("netlink bind: {e}"))?;
+    if let Err(e) = attach_filter(sock.as_raw_fd(), &mut own_route_filter(protocol)) {
+        warn!("netlink: no socket filter for kbgp's own route changes ({e}); they are dropped in userspace");
+    }
+    let _ = force_rcvbuf(sock.as_raw_fd(), 1 << 20);
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(64 << 10);
+        loop {
+            buf.clear();
+            let got = tokio::select! {
+                r = sock.recv(&mut buf) => r,
+                _ = tx.closed() => return,
+            };
+            let changed = match got {
+                Ok(()) => messages(&buf).any(|(_, _, m)| !own_route_change(m, protocol)),
+                // Notifications were lost: look at the table again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => true,
+                Err(e) => {
+                    warn!("netlink change notifications: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    false
+                }
+            };
+            if changed && matches!(tx.try_send(()), Err(mpsc::error::TrySendError::Closed(_))) {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 fn addr(a: &RouteAddress) -> Option<IpAddr> {
@@ -204,58 +408,84 @@ pub(crate) fn winners(ops: &[Op]) -> Vec<usize> {
     ops.iter().map(|op| last[&prefix(op)]).collect()
 }
 
-/// Route requests in flight at once: the kernel acks each one, and waiting
-/// for every ack before sending the next would cost a full table a million
-/// round trips.
-const IN_FLIGHT: usize = 256;
-
 impl Backend for Netlink {
+    /// Requests go [`PER_DATAGRAM`] to a datagram, only the last of each
+    /// asking for an ack; the kernel acks failed ones by themselves, and all
+    /// of a datagram's answers are queued once `sendmsg` returns.
     async fn apply(&mut self, ops: Vec<Op>) -> Vec<Result<(), String>> {
-        use futures_util::stream::{self, StreamExt};
         let winner = winners(&ops);
-        let this = &*self;
-        let sent: Vec<Option<Result<(), String>>> = stream::iter(ops.into_iter().enumerate())
-            .map(|(i, op)| {
-                let send = winner[i] == i;
-                async move {
-                    if !send {
-                        return None;
-                    }
-                    Some(match op {
-                        Op::Replace(r) => match this.message(&r) {
-                            Ok(m) => this
-                                .handle
-                                .route()
-                                .add(m)
-                                .replace()
-                                .execute()
-                                .await
-                                .map_err(|e| format!("{}: {e}", r.prefix)),
-                            Err(e) => Err(e),
-                        },
-                        Op::Delete(p) => this
-                            .handle
-                            .route()
-                            .del(this.delete_message(p))
-                            .execute()
-                            .await
-                            .map_err(|e| format!("{p}: {e}")),
-                    })
+        let mut res: Vec<Option<Result<(), String>>> = vec![None; ops.len()];
+        let send: Vec<usize> = (0..ops.len()).filter(|&i| winner[i] == i).collect();
+        let mut buf = Vec::with_capacity(PER_DATAGRAM * 80);
+        for chunk in send.chunks(PER_DATAGRAM) {
+            buf.clear();
+            let base = self.next_seq(chunk.len());
+            let mut last = None;
+            for (k, &i) in chunk.iter().enumerate() {
+                let at = buf.len();
+                let seq = base.wrapping_add(k as u32);
+                res[i] = Some(self.encode(&ops[i], seq, &mut buf));
+                if res[i] == Some(Ok(())) {
+                    last = Some((at, seq));
                 }
-            })
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
+            }
+            let Some((at, fence)) = last else { continue };
+            let flags = u16::from_ne_bytes([buf[at + 6], buf[at + 7]]) | NLM_F_ACK;
+            buf[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
+            let mut outcome = self
+                .sock
+                .send(&buf)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("netlink send: {e}"));
+            let mut acked = false;
+            while outcome.is_ok() && !acked {
+                outcome = self.recv().await;
+                if outcome.is_err() {
+                    break;
+                }
+                for (kind, seq, m) in messages(&self.rx) {
+                    let k = seq.wrapping_sub(base) as usize;
+                    if kind != NLMSG_ERROR || k >= chunk.len() {
+                        continue;
+                    }
+                    let code = error_code(m);
+                    if code != 0 {
+                        let i = chunk[k];
+                        res[i] = Some(Err(format!("{}: {}", op_prefix(&ops[i]), errno(code))));
+                    }
+                    acked |= seq == fence;
+                }
+            }
+            if let Err(e) = outcome {
+                // What became of this datagram's requests is unknown.
+                for &i in chunk {
+                    if res[i] == Some(Ok(())) {
+                        res[i] = Some(Err(format!("{}: {e}", op_prefix(&ops[i]))));
+                    }
+                }
+            }
+        }
         winner
             .iter()
-            .map(|w| sent[*w].clone().unwrap_or(Ok(())))
+            .map(|w| res[*w].clone().unwrap_or(Ok(())))
             .collect()
+    }
+
+    fn changes(&mut self) -> Option<mpsc::Receiver<()>> {
+        match watch(self.protocol) {
+            Ok(rx) => Some(rx),
+            Err(e) => {
+                warn!("kernel changes are polled for: {e}");
+                None
+            }
+        }
     }
 
     async fn ours(&mut self) -> Result<Vec<Route>, String> {
         let proto = RouteProtocol::from(self.protocol);
         Ok(self
-            .dump()
+            .dump(|p| p == u8::from(proto))
             .await?
             .into_iter()
             .filter(|m| m.header.protocol == proto && table_of(m) == self.table)
@@ -272,7 +502,8 @@ impl Backend for Netlink {
     }
 
     async fn table(&mut self) -> Result<Vec<KernelRoute>, String> {
-        let msgs = self.dump().await?;
+        let own = self.protocol;
+        let msgs = self.dump(|p| p != own).await?;
         Ok(msgs
             .into_iter()
             .filter(|m| table_of(m) == crate::MAIN_TABLE || table_of(m) == self.table)
@@ -353,5 +584,148 @@ mod tests {
         ];
         assert_eq!(winners(&ops), vec![4, 1, 4, 3, 4]);
         assert!(winners(&[]).is_empty());
+    }
+
+    /// The inner test's name, run in a network namespace of its own.
+    const INNER: &str = "netlink::tests::in_own_namespace";
+    const ENV: &str = "KBGP_FIB_OWN_NETNS";
+
+    /// The Linux backend against the running kernel: the test binary runs
+    /// [`in_own_namespace`] again under `unshare --net` (root), so nothing
+    /// outside that namespace is touched.
+    #[test]
+    fn netlink_backend_against_the_kernel() {
+        if !std::process::Command::new("unshare")
+            .args(["--net", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            eprintln!("skipped: needs root (unshare --net) for a namespace of its own");
+            return;
+        }
+        let out = std::process::Command::new("unshare")
+            .arg("--net")
+            .arg(std::env::current_exe().unwrap())
+            .args([INNER, "--exact", "--ignored", "--nocapture"])
+            .env(ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains("1 passed"),
+            "the inner test did not run: {text}"
+        );
+    }
+
+    fn ip(args: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip {args}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    #[ignore = "run by netlink_backend_against_the_kernel in a namespace of its own"]
+    fn in_own_namespace() {
+        if std::env::var(ENV).is_err() {
+            return; // never in the host's namespace
+        }
+        ip("link add kb0 type veth peer name kb1");
+        ip("addr add 198.18.0.1/24 dev kb0");
+        ip("link set kb0 up");
+        ip("link set kb1 up");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut nl = Netlink::new(crate::MAIN_TABLE, crate::RTPROT_BGP).unwrap();
+            let mut changes = nl.changes().expect("change notifications");
+            let gw = Gateway {
+                addr: "198.18.0.2".parse().unwrap(),
+                ifindex: None,
+            };
+            let route = |i: u32, gw: Gateway| {
+                Op::Replace(Route {
+                    prefix: IpNet::V4(
+                        Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 8)), 24).unwrap(),
+                    ),
+                    action: Action::Unicast(vec![gw]),
+                })
+            };
+            // More than a datagram's worth, a delete of a route that is not
+            // there and a gateway that is not reachable among them.
+            let mut ops: Vec<Op> = (0..1000).map(|i| route(i, gw)).collect();
+            ops[300] = Op::Delete("192.0.2.0/24".parse().unwrap());
+            let unreachable = Gateway {
+                addr: "192.0.2.9".parse().unwrap(),
+                ifindex: None,
+            };
+            ops[700] = route(700, unreachable);
+            ops.push(Op::Replace(Route {
+                prefix: "198.19.0.0/16".parse().unwrap(),
+                action: Action::Blackhole,
+            }));
+            let res = nl.apply(ops).await;
+            assert_eq!(res.len(), 1001);
+            let failed: Vec<usize> = (0..res.len()).filter(|&i| res[i].is_err()).collect();
+            assert_eq!(failed, vec![300, 700], "{:?}", res[300]);
+            assert!(res[300].as_ref().unwrap_err().starts_with("192.0.2.0/24: "));
+            let shown = ip("-4 route show proto 186");
+            assert_eq!(shown.lines().count(), 999, "{shown}");
+            assert!(
+                shown.contains("10.0.1.0/24 via 198.18.0.2 dev kb0"),
+                "{shown}"
+            );
+            assert!(shown.contains("blackhole 198.19.0.0/16"), "{shown}");
+            assert_eq!(nl.ours().await.unwrap().len(), 999);
+            let table = nl.table().await.unwrap();
+            assert!(table.iter().all(|k| k.protocol != crate::RTPROT_BGP));
+            assert!(table
+                .iter()
+                .any(|k| k.prefix == "198.18.0.0/24".parse::<IpNet>().unwrap()));
+            // kbgp's own changes do not wake the watcher; another's does.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(changes.try_recv().is_err(), "woken by kbgp's own routes");
+            ip("route add 203.0.113.0/24 via 198.18.0.3 proto static");
+            tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .expect("told of a static route")
+                .unwrap();
+            let table = nl.table().await.unwrap();
+            let k = table
+                .iter()
+                .find(|k| k.prefix == "203.0.113.0/24".parse::<IpNet>().unwrap())
+                .expect("the static route in the table");
+            assert_eq!(k.gateway, Some("198.18.0.3".parse().unwrap()));
+            // Replace twice in one batch: the last one wins; then delete all.
+            let again = nl
+                .apply(vec![
+                    route(5, gw),
+                    Op::Delete("10.0.5.0/24".parse().unwrap()),
+                ])
+                .await;
+            assert!(again.iter().all(Result::is_ok), "{again:?}");
+            assert!(!ip("-4 route show proto 186").contains("10.0.5.0/24"));
+            let all: Vec<Op> = nl
+                .ours()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| Op::Delete(r.prefix))
+                .collect();
+            assert_eq!(all.len(), 998);
+            let gone = nl.apply(all).await;
+            assert!(
+                gone.iter().all(Result::is_ok),
+                "{:?}",
+                gone.iter().filter(|r| r.is_err()).collect::<Vec<_>>()
+            );
+            assert_eq!(ip("-4 route show proto 186"), "");
+        });
     }
 }

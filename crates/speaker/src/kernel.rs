@@ -29,7 +29,12 @@ pub(crate) enum KernelEvent {
 pub(crate) type KernelTx =
     mpsc::UnboundedSender<(Vec<Op>, Option<tokio::sync::oneshot::Sender<()>>)>;
 
+/// How often the table is read when the backend cannot tell of changes.
 pub(crate) const TABLE_POLL: Duration = Duration::from_secs(2);
+/// How often it is read anyway when it can (BIRD's kernel scan: 60 s).
+pub(crate) const SAFETY_POLL: Duration = Duration::from_secs(30);
+/// How long a burst of changes is given to end before the table is read.
+const SETTLE: Duration = Duration::from_millis(100);
 
 pub(crate) fn spawn(
     choice: &KernelChoice,
@@ -66,11 +71,21 @@ async fn run<B: Backend>(
         }
         Err(e) => warn!("cannot read kernel routes: {e}"),
     }
-    let mut last: Option<Vec<KernelRoute>> = None;
-    let mut last_addrs: Option<Vec<(u32, std::net::IpAddr)>> = None;
-    let mut tick = tokio::time::interval(TABLE_POLL);
+    let mut seen = Seen::default();
+    // Told of changes, the table is read again when one comes and otherwise
+    // only now and then (a full table's dump costs the kernel most of a
+    // second); else it is polled.
+    let mut changes = b.changes();
+    let mut tick = tokio::time::interval(if changes.is_some() {
+        SAFETY_POLL
+    } else {
+        TABLE_POLL
+    });
     loop {
         tokio::select! {
+            // Route batches first: a dump while a table is going in would
+            // only delay it.
+            biased;
             ops = rx.recv() => {
                 let Some((ops, done)) = ops else { return };
                 let n = ops.len();
@@ -83,27 +98,62 @@ async fn run<B: Backend>(
                     let _ = done.send(());
                 }
             }
-            _ = tick.tick() => {
-                match b.table().await {
-                    Ok(t) => {
-                        if last.as_ref() != Some(&t) {
-                            last = Some(t.clone());
-                            let _ = events.send(KernelEvent::Table(t));
-                        }
-                    }
-                    Err(e) => warn!("cannot read the kernel table: {e}"),
+            c = next_change(&mut changes) => {
+                if c.is_none() {
+                    warn!("kernel change notifications stopped; polling the table");
+                    changes = None;
+                    tick = tokio::time::interval(TABLE_POLL);
+                    continue;
                 }
-                match b.addresses().await {
-                    Ok(mut a) => {
-                        a.sort();
-                        if last_addrs.as_ref() != Some(&a) {
-                            last_addrs = Some(a.clone());
-                            let _ = events.send(KernelEvent::Addresses(a));
-                        }
-                    }
-                    Err(e) => warn!("cannot read interface addresses: {e}"),
+                // A link going down is a burst of changes: let it settle.
+                tokio::time::sleep(SETTLE).await;
+                while changes.as_mut().is_some_and(|c| c.try_recv().is_ok()) {}
+                seen.refresh(&mut b, &events).await;
+                tick.reset();
+            }
+            _ = tick.tick() => seen.refresh(&mut b, &events).await,
+        }
+    }
+}
+
+async fn next_change(changes: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match changes {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The kernel table and addresses last told to the main loop.
+#[derive(Default)]
+struct Seen {
+    table: Option<Vec<KernelRoute>>,
+    addresses: Option<Vec<(u32, std::net::IpAddr)>>,
+}
+
+impl Seen {
+    async fn refresh<B: Backend>(
+        &mut self,
+        b: &mut B,
+        events: &mpsc::UnboundedSender<KernelEvent>,
+    ) {
+        match b.table().await {
+            Ok(t) => {
+                if self.table.as_ref() != Some(&t) {
+                    self.table = Some(t.clone());
+                    let _ = events.send(KernelEvent::Table(t));
                 }
             }
+            Err(e) => warn!("cannot read the kernel table: {e}"),
+        }
+        match b.addresses().await {
+            Ok(mut a) => {
+                a.sort();
+                if self.addresses.as_ref() != Some(&a) {
+                    self.addresses = Some(a.clone());
+                    let _ = events.send(KernelEvent::Addresses(a));
+                }
+            }
+            Err(e) => warn!("cannot read interface addresses: {e}"),
         }
     }
 }

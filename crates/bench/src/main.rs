@@ -333,6 +333,10 @@ async fn main() -> Result<()> {
     // Scenario (b): a prefix counts once its path is injector 0's (AS 65100
     // right after the daemon's own AS).
     let want_via = multi.then_some(65100u32);
+    // Announcements the monitor received in all (a prefix re-announced as
+    // better paths arrive counts each time).
+    let announced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let announced_mon = announced.clone();
     let monitor = tokio::spawn(async move {
         let mut held: HashMap<IpNet, bool> = HashMap::with_capacity(target);
         let mut good = 0usize;
@@ -354,9 +358,11 @@ async fn main() -> Result<()> {
                         }
                     };
                     for (n, _) in u.announcements() {
-                        if n.prefix.to_string().starts_with("198.18.") {
+                        // (The bench's own addresses, 198.18.0.0/15's first /16.)
+                        if matches!(n.prefix, IpNet::V4(v) if v.addr().octets()[..2] == [198, 18]) {
                             continue;
                         }
+                        announced_mon.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if held.insert(n.prefix, ok) == Some(true) {
                             good -= 1;
                         }
@@ -425,6 +431,7 @@ async fn main() -> Result<()> {
         .await
         .context("convergence timeout")??;
     let converge = t0.elapsed();
+    let announced = announced.load(std::sync::atomic::Ordering::Relaxed);
     let loaded = proc_stats(pid);
     let rss_converged = status_kb(pid, "VmRSS:");
     let t1 = Instant::now();
@@ -460,6 +467,7 @@ async fn main() -> Result<()> {
             "generate_ms": gen_ms,
             "inject_write_ms": inject_ms,
             "converge_ms": converge.as_millis(),
+            "monitor_announcements": announced,
             "withdraw_ms": withdraw_t.as_millis(),
             "rss_idle_kb": idle.0,
             "rss_converged_kb": rss_converged,

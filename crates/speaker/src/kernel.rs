@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use fib::{Backend, KernelRoute, Op, Route};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -35,6 +37,9 @@ pub(crate) const TABLE_POLL: Duration = Duration::from_secs(2);
 pub(crate) const SAFETY_POLL: Duration = Duration::from_secs(30);
 /// How long a burst of changes is given to end before the table is read.
 const SETTLE: Duration = Duration::from_millis(100);
+/// Reads of the table after changes are at least this many times their own
+/// duration apart.
+const READ_SHARE: u32 = 10;
 
 pub(crate) fn spawn(
     choice: &KernelChoice,
@@ -73,14 +78,15 @@ async fn run<B: Backend>(
     }
     let mut seen = Seen::default();
     // Told of changes, the table is read again when one comes and otherwise
-    // only now and then (a full table's dump costs the kernel most of a
-    // second); else it is polled.
+    // only now and then; else it is polled.
     let mut changes = b.changes();
     let mut tick = tokio::time::interval(if changes.is_some() {
         SAFETY_POLL
     } else {
         TABLE_POLL
     });
+    // When the table is to be read again after a change.
+    let mut due: Option<Instant> = None;
     loop {
         tokio::select! {
             // Route batches first: a dump while a table is going in would
@@ -103,16 +109,27 @@ async fn run<B: Backend>(
                     warn!("kernel change notifications stopped; polling the table");
                     changes = None;
                     tick = tokio::time::interval(TABLE_POLL);
-                    continue;
+                } else if due.is_none() {
+                    due = Some(seen.next_read(Instant::now()));
                 }
-                // A link going down is a burst of changes: let it settle.
-                tokio::time::sleep(SETTLE).await;
-                while changes.as_mut().is_some_and(|c| c.try_recv().is_ok()) {}
+            }
+            _ = until(due) => {
+                due = None;
                 seen.refresh(&mut b, &events).await;
                 tick.reset();
             }
-            _ = tick.tick() => seen.refresh(&mut b, &events).await,
+            _ = tick.tick() => {
+                due = None;
+                seen.refresh(&mut b, &events).await;
+            }
         }
+    }
+}
+
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -123,19 +140,37 @@ async fn next_change(changes: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
     }
 }
 
-/// The kernel table and addresses last told to the main loop.
+/// The kernel table and addresses last told to the main loop, and what
+/// reading them cost.
 #[derive(Default)]
 struct Seen {
     table: Option<Vec<KernelRoute>>,
     addresses: Option<Vec<(u32, std::net::IpAddr)>>,
+    /// When the last read ended and how long it took.
+    last: Option<(Instant, Duration)>,
 }
 
 impl Seen {
+    /// When to read the table after a change seen at `now`: once a burst
+    /// (a link going down) has had [`SETTLE`] to end, and no sooner than
+    /// [`READ_SHARE`] times the last read's duration after it, so changes
+    /// that never stop (pods coming and going on a node with a full table,
+    /// whose dump the kernel takes most of a second to write) cost at most
+    /// a tenth of a core.
+    fn next_read(&self, now: Instant) -> Instant {
+        let settle = now + SETTLE;
+        match self.last {
+            Some((end, took)) => settle.max(end + (took * READ_SHARE).min(SAFETY_POLL)),
+            None => settle,
+        }
+    }
+
     async fn refresh<B: Backend>(
         &mut self,
         b: &mut B,
         events: &mpsc::UnboundedSender<KernelEvent>,
     ) {
+        let start = Instant::now();
         match b.table().await {
             Ok(t) => {
                 if self.table.as_ref() != Some(&t) {
@@ -155,5 +190,102 @@ impl Seen {
             }
             Err(e) => warn!("cannot read interface addresses: {e}"),
         }
+        let end = Instant::now();
+        self.last = Some((end, end - start));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A kernel whose table takes `cost` to read and that tells of changes.
+    struct Slow {
+        cost: Duration,
+        reads: Arc<AtomicUsize>,
+        changes: Option<mpsc::Receiver<()>>,
+        applied: Arc<AtomicUsize>,
+    }
+
+    impl Backend for Slow {
+        async fn apply(&mut self, ops: Vec<Op>) -> Vec<Result<(), String>> {
+            self.applied.fetch_add(ops.len(), Ordering::SeqCst);
+            ops.iter().map(|_| Ok(())).collect()
+        }
+        async fn ours(&mut self) -> Result<Vec<Route>, String> {
+            Ok(Vec::new())
+        }
+        async fn table(&mut self) -> Result<Vec<KernelRoute>, String> {
+            tokio::time::sleep(self.cost).await;
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+        async fn addresses(&mut self) -> Result<Vec<(u32, std::net::IpAddr)>, String> {
+            Ok(Vec::new())
+        }
+        fn changes(&mut self) -> Option<mpsc::Receiver<()>> {
+            self.changes.take()
+        }
+    }
+
+    fn start(
+        cost: Duration,
+    ) -> (
+        Arc<AtomicUsize>,
+        Arc<AtomicUsize>,
+        mpsc::Sender<()>,
+        KernelTx,
+    ) {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let applied = Arc::new(AtomicUsize::new(0));
+        let (change_tx, change_rx) = mpsc::channel(1);
+        let b = Slow {
+            cost,
+            reads: reads.clone(),
+            changes: Some(change_rx),
+            applied: applied.clone(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events, _) = mpsc::unbounded_channel();
+        tokio::spawn(run(b, rx, events));
+        (reads, applied, change_tx, tx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_are_read_soon_and_never_in_a_storm() {
+        // A small table: read about SETTLE after a change.
+        let (reads, _, changes, _tx) = start(Duration::from_millis(1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = reads.load(Ordering::SeqCst);
+        assert_eq!(first, 1, "the first read, at start");
+        let _ = changes.try_send(());
+        tokio::time::sleep(SETTLE + Duration::from_millis(20)).await;
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "read again after a change");
+
+        // A table that takes 500 ms to read, changes every 50 ms for 20 s:
+        // reads at most every 5.5 s, not every 0.6 s; route batches are
+        // applied while a read waits.
+        let (reads, applied, changes, tx) = start(Duration::from_millis(500));
+        for i in 0..400 {
+            let _ = changes.try_send(());
+            if i % 40 == 0 {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                tx.send((
+                    vec![Op::Delete("192.0.2.0/24".parse().unwrap())],
+                    Some(done),
+                ))
+                .unwrap();
+                tokio::time::timeout(Duration::from_millis(600), wait)
+                    .await
+                    .expect("a batch waits at most for a read under way")
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let n = reads.load(Ordering::SeqCst);
+        assert!((3..=6).contains(&n), "{n} reads in 20 s");
+        assert_eq!(applied.load(Ordering::SeqCst), 10);
     }
 }

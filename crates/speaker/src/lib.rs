@@ -291,8 +291,12 @@ async fn main_loop(
             },
             Some(ev) = events.recv() => match ev {
                 // Take every UPDATE already queued (up to a bound) in one turn.
-                // (Dropping each UPDATE's credit lets its peer decode the next.)
-                PeerEvent::Update { key, gen, updates, prefixes, .. } => {
+                // Each event's credit goes back as it is taken, not once its
+                // UPDATEs are worked on: its peer decodes the next ones
+                // meanwhile, so the main loop finds them ready (at most twice
+                // the credit of decoded UPDATEs per peer).
+                PeerEvent::Update { key, gen, updates, prefixes, _credit } => {
+                    drop(_credit);
                     let mut prefixes = prefixes;
                     let mut n = updates.len();
                     let mut batch = vec![(key, gen, updates)];

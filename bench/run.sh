@@ -9,6 +9,7 @@
 #   sudo bench/run.sh --peer-sizes "N ..."     scenario (b) sizes, 10 peers (default: 100000)
 #   sudo bench/run.sh --rr-sizes "K ..."       scenario (c) route-reflector client counts (default: 1000)
 #   KBGP_BIN=/path/to/kbgp sudo bench/run.sh   measure another kbgp build (A/B comparisons)
+#   KBGP_BENCH_BIN=/path/to/kbgp-bench ...     with another build of the injector and monitor
 #
 # Scenarios (a) and (e), one peer announcing then withdrawing N prefixes, run
 # in one network namespace made for the run, on addresses of 198.18.0.0/15 on
@@ -40,6 +41,7 @@ KSIZES=${KSIZES:-$SIZES}
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (network namespace)" >&2; exit 2; }
 cargo build --release --locked -p kbgp -p bench >&2
 KBGP_BIN=$(realpath "${KBGP_BIN:-target/release/kbgp}")
+BENCH_BIN=$(realpath "${KBGP_BENCH_BIN:-target/release/kbgp-bench}")
 NS=kbbench$$
 W=$(mktemp -d /tmp/kbgp-bench.XXXXXX)
 chmod 755 "$W"
@@ -83,7 +85,7 @@ RRESULTS="$W/rr.jsonl"
 # line appended to $2 (a failure line if it fails); the rest are its options.
 measure() {
   local ns=$1 out=$2 d=$3 n=$4 dir=$5; shift 5
-  if ! ip netns exec "$ns" timeout 900 target/release/kbgp-bench --daemon "$d" --prefixes "$n" "$@" \
+  if ! ip netns exec "$ns" timeout 900 "$BENCH_BIN" --daemon "$d" --prefixes "$n" "$@" \
       --workdir "$W/$dir" --kbgp "$KBGP_BIN" >> "$out"; then
     echo "{\"daemon\":\"$d\",\"prefixes\":$n,\"failed\":true}" >> "$out"
     tail -5 "$W/$dir/$d.log" >&2 || true

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REPLACE, NLM_F_REQUEST,
+    ErrorBuffer, NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType, RouteVia,
@@ -60,7 +60,7 @@ impl Netlink {
             .map_err(|e| format!("netlink connect: {e}"))?;
         // Errors need not carry the request back; the sequence number names it.
         let _ = sock.socket_ref().set_cap_ack(true);
-        if crate::sockopt::force_rcvbuf(sock.as_raw_fd(), RCVBUF).is_err() {
+        if force_rcvbuf(sock.as_raw_fd(), RCVBUF).is_err() {
             let _ = sock.socket_ref().set_rx_buf_sz(RCVBUF);
         }
         Ok(Netlink {
@@ -149,13 +149,7 @@ impl Netlink {
                 NLM_F_REQUEST,
             ),
         };
-        let mut nl = NetlinkMessage::from(payload);
-        nl.header.flags = flags;
-        nl.header.sequence_number = seq;
-        nl.finalize();
-        let at = buf.len();
-        buf.resize(at + nl.buffer_len(), 0);
-        nl.serialize(&mut buf[at..]);
+        put(payload, flags, seq, buf);
         Ok(())
     }
 
@@ -188,12 +182,13 @@ impl Netlink {
             RouteMessageBuilder::<Ipv6Addr>::new().build(),
         ] {
             let seq = self.next_seq(1);
-            let mut nl = NetlinkMessage::from(RouteNetlinkMessage::GetRoute(req));
-            nl.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-            nl.header.sequence_number = seq;
-            nl.finalize();
-            let mut buf = vec![0; nl.buffer_len()];
-            nl.serialize(&mut buf);
+            let mut buf = Vec::new();
+            put(
+                RouteNetlinkMessage::GetRoute(req),
+                NLM_F_REQUEST | NLM_F_DUMP,
+                seq,
+                &mut buf,
+            );
             self.sock
                 .send(&buf)
                 .await
@@ -233,26 +228,34 @@ impl Netlink {
     }
 }
 
+/// `payload` as a netlink message with these flags and sequence number, at
+/// the end of `buf`.
+fn put(payload: RouteNetlinkMessage, flags: u16, seq: u32, buf: &mut Vec<u8>) {
+    let mut nl = NetlinkMessage::from(payload);
+    nl.header.flags = flags;
+    nl.header.sequence_number = seq;
+    nl.finalize();
+    let at = buf.len();
+    buf.resize(at + nl.buffer_len(), 0);
+    nl.serialize(&mut buf[at..]);
+}
+
 /// The messages of one datagram: (type, sequence number, whole message).
 fn messages(buf: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
     let mut off = 0;
     std::iter::from_fn(move || {
-        let h = buf.get(off..off + 16)?;
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let m = buf.get(off..off.checked_add(len)?).filter(|_| len >= 16)?;
-        off += (len + 3) & !3;
-        Some((
-            u16::from_ne_bytes([m[4], m[5]]),
-            u32::from_ne_bytes([m[8], m[9], m[10], m[11]]),
-            m,
-        ))
+        let h = NetlinkBuffer::new_checked(buf.get(off..)?).ok()?;
+        let m = &buf[off..off + h.length() as usize];
+        off += (m.len() + 3) & !3;
+        Some((h.message_type(), h.sequence_number(), m))
     })
 }
 
 /// The code of an `NLMSG_ERROR` message: 0 for an ack, else `-errno`.
 fn error_code(m: &[u8]) -> i32 {
-    m.get(16..20)
-        .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+    NetlinkBuffer::new_checked(m)
+        .and_then(|h| ErrorBuffer::new_checked(h.payload()))
+        .map(|e| e.code().map_or(0, |c| c.get()))
         .unwrap_or(-libc::EPROTO)
 }
 
@@ -393,19 +396,14 @@ fn gateways(m: &RouteMessage) -> Vec<Gateway> {
 }
 
 /// For each op, the op whose request is sent for its prefix: the batch's last
-/// op on that prefix. Requests are pipelined, so two ops on one prefix could
-/// reach the kernel in either order; only the last is sent, and the earlier
-/// ones report its result.
+/// op on that prefix. The earlier ones would only be undone by it, so they
+/// are not sent and report its result.
 pub(crate) fn winners(ops: &[Op]) -> Vec<usize> {
-    let prefix = |op: &Op| match op {
-        Op::Replace(r) => r.prefix,
-        Op::Delete(p) => *p,
-    };
     let mut last: std::collections::HashMap<IpNet, usize> = std::collections::HashMap::new();
     for (i, op) in ops.iter().enumerate() {
-        last.insert(prefix(op), i);
+        last.insert(op_prefix(op), i);
     }
-    ops.iter().map(|op| last[&prefix(op)]).collect()
+    ops.iter().map(|op| last[&op_prefix(op)]).collect()
 }
 
 impl Backend for Netlink {

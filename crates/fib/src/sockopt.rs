@@ -9,7 +9,7 @@
 //! as FRR's zebra does with its own filter. The program only reads the first
 //! message of a datagram; notifications are one message a datagram.
 //!
-//! The `unsafe` here is two `setsockopt` calls with `#[repr(C)]` values from
+//! The `unsafe` here is one `setsockopt` call with `#[repr(C)]` values from
 //! `libc` that the kernel only reads during the call. The program itself is
 //! checked twice: the kernel verifies it on attach (tested below), and
 //! [`own_route_change`] states the same rule in Rust; the netlink module
@@ -73,7 +73,20 @@ pub(crate) fn own_route_filter(protocol: u8) -> Vec<libc::sock_filter> {
     ]
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
+/// `setsockopt(fd, SOL_SOCKET, opt, value)`: the module's one `unsafe` call.
+fn set<T>(fd: RawFd, opt: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live, initialised `T` of the size passed, which
+    // the kernel only reads (copies) during the call. Callers pass the
+    // `#[repr(C)]` type the option expects.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
@@ -81,38 +94,19 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Attach `prog` to socket `fd`.
+/// Attach `prog` to socket `fd` (the kernel copies the program).
 pub(crate) fn attach_filter(fd: RawFd, prog: &mut [libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
     };
-    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel
-    // copies the program during setsockopt and keeps no pointer to it.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &fprog as *const libc::sock_fprog as *const libc::c_void,
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    })
+    set(fd, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// A receive buffer of `bytes`, above `rmem_max` if need be.
 pub(crate) fn force_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: an int option value that the kernel reads during the call.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
+    set(fd, libc::SO_RCVBUFFORCE, &v)
 }
 
 #[cfg(test)]

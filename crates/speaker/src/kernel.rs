@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use fib::{Backend, KernelRoute, Op, Route};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// Which kernel to program.

@@ -143,10 +143,23 @@ fn update_err(sub: u8) -> Notification {
     Notification::new(notification::UPDATE_MESSAGE_ERROR, sub, vec![])
 }
 
-/// Decode a run of prefixes of one family. `None` = malformed.
+/// How many prefixes a run of them holds, read from their lengths alone
+/// (a capacity: whether the run is well formed is for the decoding).
+fn count_prefixes(buf: &[u8], add_path: bool) -> usize {
+    let skip = if add_path { 4 } else { 0 };
+    let (mut at, mut n) = (0, 0);
+    while let Some(&bits) = buf.get(at + skip) {
+        at += skip + 1 + usize::from(bits).div_ceil(8);
+        n += 1;
+    }
+    n
+}
+
+/// Decode a run of prefixes of one family. `None` = malformed. One
+/// allocation of the right size (a full UPDATE holds up to ~1,000).
 fn decode_prefixes(buf: &[u8], family: Family, add_path: bool) -> Option<Vec<Nlri>> {
     let mut r = Reader::new(buf);
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(count_prefixes(buf, add_path));
     let max = if family.afi == AFI_IPV4 { 32 } else { 128 };
     while !r.is_empty() {
         let path_id = if add_path { Some(r.u32().ok()?) } else { None };

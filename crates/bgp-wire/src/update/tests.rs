@@ -453,3 +453,31 @@ fn mutated_updates_never_panic() {
         }
     }
 }
+
+/// The capacity `decode_prefixes` takes is the number of prefixes it
+/// decodes, with and without ADD-PATH ids; a truncated run is counted
+/// without reading past its end and still refused by the decoding.
+#[test]
+fn prefixes_counted_before_decoding() {
+    let v4_family = Family::IPV4_UNICAST;
+    // 0.0.0.0/0, 10.0.0.0/8, 192.0.2.0/24, 198.18.0.1/32, 198.18.0.0/15
+    let run = [0, 8, 10, 24, 192, 0, 2, 32, 198, 18, 0, 1, 15, 198, 18];
+    let got = decode_prefixes(&run, v4_family, false).expect("well formed");
+    assert_eq!(count_prefixes(&run, false), 5);
+    assert_eq!(got.len(), 5);
+    assert_eq!(got.capacity(), 5);
+    assert_eq!(got[3], v4("198.18.0.1/32"));
+    // ADD-PATH: a path id in front of each.
+    let add = [0, 0, 0, 7, 24, 192, 0, 2, 0, 0, 0, 9, 8, 10];
+    let got = decode_prefixes(&add, v4_family, true).expect("well formed");
+    assert_eq!(count_prefixes(&add, true), 2);
+    assert_eq!(
+        got.iter().map(|n| n.path_id).collect::<Vec<_>>(),
+        [Some(7), Some(9)]
+    );
+    // Truncated: a /24 with one byte of its three.
+    let cut = [8, 10, 24, 192];
+    assert_eq!(count_prefixes(&cut, false), 2);
+    assert!(decode_prefixes(&cut, v4_family, false).is_none());
+    assert_eq!(count_prefixes(&[], false), 0);
+}

@@ -357,11 +357,11 @@ impl Main {
         // The peer task interned one attribute set per next hop (see
         // `peer::Received`); each is loop-checked here once, the IGP cost
         // found once per next hop too.
-        let mut last: Option<(NextHop, u32, SharedAttrs, Prechecked)> = None;
+        let mut last: Option<(NextHop, u32, &SharedAttrs, Prechecked)> = None;
         for (n, nh) in received.update.announcements() {
             let path_id = n.path_id.unwrap_or(0);
-            let (a, pre) = match &last {
-                Some((x, id, a, pre)) if *x == nh && *id == path_id => (a.clone(), *pre),
+            let (a, pre) = match last {
+                Some((x, id, a, pre)) if x == nh && id == path_id => (a, pre),
                 _ => {
                     let Some(a) = received.set(nh, path_id) else {
                         // (Cannot be: every next hop has its set.)
@@ -372,11 +372,12 @@ impl Main {
                         loop_check: Self::import_check(ctx.g, a),
                         igp_cost: igp_cost(ctx.resolver, &nh),
                     };
-                    last = Some((nh, path_id, a.clone(), pre));
-                    (a.clone(), pre)
+                    last = Some((nh, path_id, a, pre));
+                    (a, pre)
                 }
             };
-            let o = ctx.route(n.prefix, path_id, &a, pre);
+            // (The set by reference: the Loc-RIB's path takes the one count.)
+            let o = ctx.route(n.prefix, path_id, a, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }

@@ -24,6 +24,7 @@ neighbor 192.0.2.2 {{
   static {{
     route 198.18.9.0/24 next-hop 192.0.2.1 community [65004:9] large-community [65004:9:9];
     route 2001:db8:9::/48 next-hop 2001:db8::1;
+    route 198.18.10.0/24 next-hop 192.0.2.1 as-path [ 65004 65001 65010 ];
   }}
   api {{
     processes [ sink ];
@@ -80,5 +81,30 @@ neighbor 192.0.2.2 {{
     assert_eq!(got["large_communities"], serde_json::json!(["65004:9:9"]));
     let got6 = kbgp.wait_received("192.0.2.1", "2001:db8:9::/48");
     assert_eq!(got6["next_hop"], "2001:db8::1");
+    // An AS path with kbgp's own AS in it (65001): refused as a loop (the
+    // peer task finds the AS, the main loop rejects), listed with the reason.
+    let rej = wait_for(
+        "the looped route among the rejected",
+        std::time::Duration::from_secs(15),
+        || {
+            let v = kbgp.json(&["show", "rib", "--rejected"])?;
+            v["routes"]
+                .as_array()
+                .and_then(|r| r.iter().find(|x| x["prefix"] == "198.18.10.0/24").cloned())
+                .ok_or_else(|| v.to_string())
+        },
+    );
+    assert_eq!(rej["reason"], "AS path contains our AS", "{rej}");
+    let rib = kbgp.json(&["show", "rib"]).unwrap();
+    let looped: Vec<_> = rib["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["prefix"] == "198.18.10.0/24")
+        .collect();
+    assert!(
+        looped.len() == 1 && looped[0]["best"] == false && looped[0]["direction"] == "received",
+        "the looped route is only listed as received, never best nor advertised: {looped:?}"
+    );
     let _ = exa.idx;
 }

@@ -300,7 +300,19 @@ impl Main {
 
     /// Why a route from `info` must not enter the Loc-RIB (RFC 4271 §9.1.2, RFC 4456 §8).
     fn import_check(g: &GlobalCfg, attrs: &PathAttrs) -> Option<&'static str> {
-        if attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)) {
+        Self::import_check_with(g, attrs, None)
+    }
+
+    /// [`Main::import_check`], with whether the AS path holds our AS if
+    /// that is known already (`peer::Received::as_path_has`).
+    fn import_check_with(
+        g: &GlobalCfg,
+        attrs: &PathAttrs,
+        has_own_as: Option<bool>,
+    ) -> Option<&'static str> {
+        let own_as =
+            has_own_as.unwrap_or_else(|| attrs.as_path.as_ref().is_some_and(|p| p.contains(g.asn)));
+        if own_as {
             return Some("AS path contains our AS");
         }
         if attrs.originator_id() == Some(g.router_id) {
@@ -369,7 +381,11 @@ impl Main {
                     };
                     let pre = Prechecked {
                         since: now,
-                        loop_check: Self::import_check(ctx.g, a),
+                        loop_check: Self::import_check_with(
+                            ctx.g,
+                            a,
+                            received.as_path_has(ctx.g.asn),
+                        ),
                         igp_cost: igp_cost(ctx.resolver, &nh),
                     };
                     last = Some((nh, path_id, a, pre));

@@ -295,8 +295,8 @@ async fn main_loop(
                 // UPDATEs are worked on: its peer decodes the next ones
                 // meanwhile, so the main loop finds them ready (at most twice
                 // the credit of decoded UPDATEs per peer).
-                PeerEvent::Update { key, gen, updates, prefixes, _credit } => {
-                    drop(_credit);
+                PeerEvent::Update { key, gen, updates, prefixes, _credit: credit } => {
+                    drop(credit);
                     let mut prefixes = prefixes;
                     let mut n = updates.len();
                     let mut batch = vec![(key, gen, updates)];

@@ -252,7 +252,7 @@ pub(crate) struct Received {
     /// session's local AS), and whether it is there: the loop check's
     /// costly part, done where the UPDATE was decoded (the main loop reads
     /// it if the AS is still its own; see `Main::import_check`).
-    own_as: Option<(u32, bool)>,
+    own_as: (u32, bool),
 }
 
 /// What tells apart the sets of one UPDATE: next hop, path id (0: none).
@@ -263,19 +263,13 @@ impl Received {
     /// are copies of it with their next hop and path id. The UPDATE keeps
     /// its classic next hop, which `announcements` reads, and nothing else
     /// of its set.
-    pub(crate) fn new(
-        mut update: Update,
-        interner: &bgp_rib::Interner,
-        local_as: Option<u32>,
-    ) -> Received {
-        let own_as = local_as.map(|asn| {
-            let has = update
-                .attrs
-                .as_path
-                .as_ref()
-                .is_some_and(|p| p.contains(asn));
-            (asn, has)
-        });
+    pub(crate) fn new(mut update: Update, interner: &bgp_rib::Interner, local_as: u32) -> Received {
+        let has = update
+            .attrs
+            .as_path
+            .as_ref()
+            .is_some_and(|p| p.contains(local_as));
+        let own_as = (local_as, has);
         let mut template = Some(std::mem::take(&mut update.attrs));
         update.attrs.next_hop = template.as_ref().and_then(|t| t.next_hop);
         let mut first: Option<(SetKey, SharedAttrs)> = None;
@@ -314,9 +308,10 @@ impl Received {
         }
     }
 
-    /// Whether the UPDATE's AS path holds `asn`, if the peer task looked.
+    /// Whether the UPDATE's AS path holds `asn`, if that is the AS the
+    /// peer task looked for.
     pub(crate) fn as_path_has(&self, asn: u32) -> Option<bool> {
-        self.own_as.filter(|(a, _)| *a == asn).map(|(_, has)| has)
+        (self.own_as.0 == asn).then_some(self.own_as.1)
     }
 
     /// The interned set of the announcements with next hop `nh` and path
@@ -978,11 +973,8 @@ impl Peer {
                         run.pending_gen = run.gen;
                     }
                     run.pending_prefixes += u.withdrawals().count() + u.announcements().count();
-                    run.pending.push(Received::new(
-                        *u,
-                        &self.interner,
-                        Some(self.session.local_as),
-                    ));
+                    run.pending
+                        .push(Received::new(*u, &self.interner, self.session.local_as));
                 }
                 Output::RouteRefresh(rr) => {
                     let _ = self.main.send(PeerEvent::Refresh {
@@ -1082,7 +1074,7 @@ mod tests {
     #[test]
     fn a_received_update_has_one_interned_set_per_next_hop() {
         let i = bgp_rib::Interner::default();
-        let r = Received::new(update(true, true), &i, None);
+        let r = Received::new(update(true, true), &i, 65000);
         let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
         let v6 = r.update.mp_reach.as_ref().unwrap().next_hop;
         let (a4, a6) = (r.set(v4, 0).unwrap(), r.set(v6, 0).unwrap());
@@ -1100,13 +1092,13 @@ mod tests {
             .is_none());
         assert!(r.set(v4, 1).is_none(), "no path id 1 in it");
         // Another UPDATE with the same attributes: the same sets.
-        let again = Received::new(update(true, false), &i, None);
+        let again = Received::new(update(true, false), &i, 65000);
         assert!(SharedAttrs::ptr_eq(again.set(v4, 0).unwrap(), a4));
-        let only6 = Received::new(update(false, true), &i, None);
+        let only6 = Received::new(update(false, true), &i, 65000);
         assert!(SharedAttrs::ptr_eq(only6.set(v6, 0).unwrap(), a6));
         assert_eq!(i.len(), 2);
         // A withdrawal only: no set.
-        let w = Received::new(update(false, false), &i, None);
+        let w = Received::new(update(false, false), &i, 65000);
         assert!(w.first.is_none() && w.more.is_empty());
     }
 
@@ -1116,13 +1108,12 @@ mod tests {
     #[test]
     fn a_received_update_says_whether_its_as_path_holds_the_local_as() {
         let i = bgp_rib::Interner::default();
-        let looped = Received::new(update(true, false), &i, Some(64513));
+        let looped = Received::new(update(true, false), &i, 64513);
         assert_eq!(looped.as_path_has(64513), Some(true));
         assert_eq!(looped.as_path_has(65000), None);
-        let clean = Received::new(update(true, false), &i, Some(65000));
+        let clean = Received::new(update(true, false), &i, 65000);
         assert_eq!(clean.as_path_has(65000), Some(false));
-        let unchecked = Received::new(update(true, false), &i, None);
-        assert_eq!(unchecked.as_path_has(64513), None);
+        assert_eq!(clean.as_path_has(64513), None);
     }
 
     /// ADD-PATH: announcements with other path ids get sets of their own,
@@ -1134,7 +1125,7 @@ mod tests {
         for (n, id) in u.nlri.iter_mut().zip([7, 9]) {
             n.path_id = Some(id);
         }
-        let r = Received::new(u, &i, None);
+        let r = Received::new(u, &i, 65000);
         let v4 = NextHop::V4("192.0.2.1".parse().unwrap());
         let (a7, a9) = (r.set(v4, 7).unwrap(), r.set(v4, 9).unwrap());
         assert_eq!((a7.route_path_id(), a9.route_path_id()), (7, 9));

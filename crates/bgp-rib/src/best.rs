@@ -147,6 +147,12 @@ pub struct Contexts {
     entries: Vec<Option<PathCtx>>,
     /// (source identity, cost) -> index.
     index: hashbrown::HashMap<(usize, IgpCost), u32>,
+    /// Each entry's source number ([`Contexts::same_source`]), by index.
+    nos: Vec<u32>,
+    /// Source key -> its number (0: local, which no peer key gets).
+    numbers: hashbrown::HashMap<Arc<str>, u32>,
+    /// The number the next new key gets.
+    next_no: u32,
     free: Vec<u32>,
     /// The last pair looked up: the routes of one UPDATE share one.
     last: Option<((usize, IgpCost), CtxId)>,
@@ -159,6 +165,9 @@ impl Default for Contexts {
         Contexts {
             entries: vec![None],
             index: Default::default(),
+            nos: vec![0],
+            numbers: Default::default(),
+            next_no: 1,
             free: Vec::new(),
             last: None,
             kept: 0,
@@ -177,6 +186,27 @@ impl Contexts {
         e.unwrap_or(&LOCAL_CTX)
     }
 
+    /// A small number naming the source of `id`'s paths by key, the same
+    /// for every session and IGP cost of that key (0: local): paths are
+    /// told apart by source with an integer compare, not a string one.
+    pub fn source_no(&self, id: CtxId) -> u32 {
+        self.nos.get(id.index()).copied().unwrap_or(0)
+    }
+
+    /// Whether paths of `a` and `b` come from the same source (key).
+    pub fn same_source(&self, a: CtxId, b: CtxId) -> bool {
+        a == b || self.source_no(a) == self.source_no(b)
+    }
+
+    /// The number of source `key` ([`Contexts::source_no`]), if a context
+    /// has it.
+    pub fn key_no(&self, key: &str) -> Option<u32> {
+        if key == Source::Local.key() {
+            return Some(0);
+        }
+        self.numbers.get(key).copied()
+    }
+
     /// The id of (`source`, `igp_cost`), added if new.
     pub fn id(&mut self, source: &Source, igp_cost: IgpCost) -> CtxId {
         if matches!(source, Source::Local) {
@@ -191,6 +221,21 @@ impl Contexts {
         let i = match self.index.get(&key) {
             Some(&i) => i,
             None => {
+                let no = match source {
+                    Source::Local => 0,
+                    Source::Peer(p) => match self.numbers.get(&*p.key) {
+                        Some(&no) => no,
+                        None => {
+                            let no = self.next_no;
+                            // (Past four billion keys: wraps, skipping 0;
+                            // numbers of keys still in use are not given
+                            // again before that.)
+                            self.next_no = self.next_no.checked_add(1).unwrap_or(1);
+                            self.numbers.insert(p.key.clone(), no);
+                            no
+                        }
+                    },
+                };
                 let e = Some(PathCtx {
                     source: source.clone(),
                     igp_cost,
@@ -198,10 +243,12 @@ impl Contexts {
                 let i = match self.free.pop() {
                     Some(i) => {
                         self.entries[i as usize] = e;
+                        self.nos[i as usize] = no;
                         i
                     }
                     None => {
                         self.entries.push(e);
+                        self.nos.push(no);
                         (self.entries.len() - 1) as u32
                     }
                 };
@@ -250,6 +297,14 @@ impl Contexts {
                 self.free.push(i as u32);
             }
         }
+        // Keys no entry has any more go (their numbers are not reused).
+        let live: hashbrown::HashSet<&str> = self
+            .entries
+            .iter()
+            .flatten()
+            .map(|e| e.source.key())
+            .collect();
+        self.numbers.retain(|key, _| live.contains(&**key));
         self.last = None;
         self.kept = self.len();
     }
@@ -477,6 +532,27 @@ impl Selected {
     /// The `n`th selected index (0: the best path).
     pub fn get(&self, n: usize) -> Option<usize> {
         self.iter().nth(n)
+    }
+    /// The same paths after one was put at index `at` (those from `at` on
+    /// move up one).
+    pub fn inserted(&self, at: usize) -> Self {
+        let low = if at >= 64 { u64::MAX } else { (1u64 << at) - 1 };
+        Selected((self.0 & low) | ((self.0 & !low) << 1))
+    }
+    /// The same paths after the one at index `at` went (those after it
+    /// move down one); whether it was selected is [`Selected::has`].
+    pub fn removed(&self, at: usize) -> Self {
+        let low = if at >= 64 { u64::MAX } else { (1u64 << at) - 1 };
+        let high = if at >= 63 {
+            0
+        } else {
+            self.0 >> (at + 1) << at
+        };
+        Selected((self.0 & low) | high)
+    }
+    /// Whether index `i` is selected.
+    pub fn has(&self, i: usize) -> bool {
+        i < 64 && self.0 & (1 << i) != 0
     }
     /// The selected indices, best first.
     pub fn iter(&self) -> impl Iterator<Item = usize> + use<> {

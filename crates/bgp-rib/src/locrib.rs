@@ -633,20 +633,32 @@ impl LocRib {
             };
         }
         let cx = &self.ctxs;
-        let before = selection(d, cx);
         // The paths stay ordered best first (see `best::select`): the new
         // one is put in its place, not the whole list sorted again.
         let path_id = path.path_id();
-        // The source first: it is in the path, its path id in the set (one
-        // cache miss per path from another source, with ten of them).
-        let old = d.paths().iter().position(|x| {
-            (x.ctx == ctx || {
-                let (xs, ps) = (&cx.get(x.ctx).source, &cx.get(ctx).source);
-                xs.identity() == ps.identity() || xs.key() == ps.key()
-            }) && x.path_id() == path_id
-        });
-        let had = old.is_some();
-        if let Some(x) = old.and_then(|j| d.take(j)) {
+        // The source first, by number: the path id is in the set (a cache
+        // miss per path), the source's key in the contexts.
+        let old = d
+            .paths()
+            .iter()
+            .position(|x| cx.same_source(x.ctx, ctx) && x.path_id() == path_id);
+        let Some(j) = old else {
+            // A path added (most of what a table from another peer is): the
+            // paths there stay, the ones from `at` on one place further; the
+            // selection is the same if the same paths are selected.
+            let before = d.selected();
+            let at = crate::best::insert_position(d.paths(), &path, cx, &cfg);
+            d.insert(at, path);
+            d.select(cx, &cfg);
+            let same = d.selected() == before.inserted(at);
+            return Outcome {
+                changed: if same { Changed::No } else { Changed::Yes },
+                id: Some(id),
+                had: false,
+            };
+        };
+        let before = selection(d, cx);
+        if let Some(x) = d.take(j) {
             // An implicit withdraw keeps its age only if nothing changed.
             // Same content: keep the shared values (and their identity).
             if x.attrs == path.attrs {
@@ -665,7 +677,7 @@ impl LocRib {
         Outcome {
             changed: Self::changed(d, cx, before),
             id: Some(id),
-            had,
+            had: true,
         }
     }
 
@@ -687,8 +699,10 @@ impl LocRib {
         };
         let d = &mut self.dests[id as usize];
         let cx = &self.ctxs;
+        // (No context has that key: no path comes from it.)
+        let no = cx.key_no(source);
         let (changed, had) = Self::remove_in(cx, &cfg, d, &mut self.empty, true, |p| {
-            p.path_id() == path_id && cx.get(p.ctx).source.key() == source
+            Some(cx.source_no(p.ctx)) == no && p.path_id() == path_id
         });
         Outcome {
             changed,
@@ -711,11 +725,24 @@ impl LocRib {
         let Some(first) = d.paths().iter().position(&mut gone) else {
             return (Changed::No, false);
         };
-        let before = selection(d, cx);
-        d.remove_where(first, one, gone);
-        // (Still in order: only the multipath set can change.)
-        d.select(cx, cfg);
-        let c = Self::changed(d, cx, before);
+        let c = if one {
+            // One path went: the selection is the same if it was not
+            // selected and the same others are.
+            let before = d.selected();
+            d.remove_where(first, one, gone);
+            d.select(cx, cfg);
+            if !before.has(first) && d.selected() == before.removed(first) {
+                Changed::No
+            } else {
+                Changed::Yes
+            }
+        } else {
+            let before = selection(d, cx);
+            d.remove_where(first, one, gone);
+            // (Still in order: only the multipath set can change.)
+            d.select(cx, cfg);
+            Self::changed(d, cx, before)
+        };
         if d.is_empty() {
             // Kept until `prune`, so its id still names it; reported as a
             // change even if the path was not selected, so that it is pruned.
@@ -736,11 +763,14 @@ impl LocRib {
             .iter()
             .map(|(p, id)| (IpNet::V4(p), id))
             .chain(self.v6.iter().map(|(p, id)| (IpNet::V6(*p), *id)));
+        let Some(no) = self.ctxs.key_no(source) else {
+            return changed;
+        };
         for (prefix, id) in named {
             let d = &mut self.dests[id as usize];
             let cx = &self.ctxs;
             let (c, _) = Self::remove_in(cx, &cfg, d, &mut self.empty, false, |p| {
-                cx.get(p.ctx).source.key() == source
+                cx.source_no(p.ctx) == no
             });
             if c == Changed::Yes {
                 changed.push((prefix, id));

@@ -67,6 +67,9 @@ struct ImportCtx<'a> {
     /// The peer's session, as its paths' source.
     source: Source,
     rejected: &'a mut BTreeMap<String, BTreeMap<IpNet, String>>,
+    /// Whether `rejected` has an entry for the peer (looked up once, not
+    /// per accepted route).
+    has_rejected: bool,
     interner: &'a bgp_rib::Interner,
     loc: &'a mut bgp_rib::locrib::LocRib,
     /// Next-hop resolution (none: no kernel to ask).
@@ -74,6 +77,61 @@ struct ImportCtx<'a> {
 }
 
 impl ImportCtx<'_> {
+    /// One UPDATE: withdrawals (including RFC 7606 treat-as-withdraw),
+    /// then announcements (each an implicit withdraw of what it replaces).
+    fn update(
+        &mut self,
+        received: &crate::peer::Received,
+        now: u32,
+        changed: &mut Vec<(IpNet, u32)>,
+    ) {
+        let key: &str = self.key;
+        for n in received.update.withdrawals() {
+            let path_id = n.path_id.unwrap_or(0);
+            let held = self.p.rib_in.release(&(n.prefix, path_id));
+            if self.has_rejected {
+                if let Some(r) = self.rejected.get_mut(key) {
+                    r.remove(&n.prefix);
+                }
+            }
+            let o = self.loc.remove_id(&n.prefix, key, path_id);
+            if held || o.had {
+                self.p.rib_in.count(false);
+            }
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
+                changed.push((n.prefix, id));
+            }
+        }
+        // The peer task interned one attribute set per next hop (see
+        // `peer::Received`); each is loop-checked here once, the IGP cost
+        // found once per next hop too.
+        let mut last: Option<(NextHop, u32, &SharedAttrs, Prechecked)> = None;
+        for (n, nh) in received.update.announcements() {
+            let path_id = n.path_id.unwrap_or(0);
+            let (a, pre) = match last {
+                Some((x, id, a, pre)) if x == nh && id == path_id => (a, pre),
+                _ => {
+                    let Some(a) = received.set(nh, path_id) else {
+                        // (Cannot be: every next hop has its set.)
+                        continue;
+                    };
+                    let pre = Prechecked {
+                        since: now,
+                        loop_check: Main::import_check(self.g, a, received.as_path_has(self.g.asn)),
+                        igp_cost: igp_cost(self.resolver, &nh),
+                    };
+                    last = Some((nh, path_id, a, pre));
+                    (a, pre)
+                }
+            };
+            // (The set by reference: the Loc-RIB's path takes the one count.)
+            let o = self.route(n.prefix, path_id, a, pre);
+            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
+                changed.push((n.prefix, id));
+            }
+        }
+    }
+
     /// Run one received route through the checks and policy into the
     /// Loc-RIB, keeping it in the peer's Adj-RIB-In only if policy rejected
     /// or changed it (else its Loc-RIB path is the received route).
@@ -93,6 +151,7 @@ impl ImportCtx<'_> {
             p,
             source,
             rejected,
+            has_rejected,
             interner,
             loc,
             ..
@@ -117,11 +176,14 @@ impl ImportCtx<'_> {
                     .entry(key.to_string())
                     .or_default()
                     .insert(prefix, why.to_string());
+                *has_rejected = true;
                 None
             }
             bgp_policy::Verdict::Accept(changed) => {
-                if let Some(r) = rejected.get_mut(key) {
-                    r.remove(&prefix);
+                if *has_rejected {
+                    if let Some(r) = rejected.get_mut(key) {
+                        r.remove(&prefix);
+                    }
                 }
                 Some(match changed {
                     None => attrs.clone(),
@@ -286,12 +348,14 @@ impl Main {
         } = self;
         let p = peers.get_mut(key)?;
         let source = Source::Peer(p.session.as_ref()?.info.clone());
+        let has_rejected = rejected.contains_key(key);
         Some(ImportCtx {
             key,
             g: global.as_ref()?,
             p,
             source,
             rejected,
+            has_rejected,
             interner,
             loc,
             resolver: resolver.as_ref(),
@@ -322,16 +386,39 @@ impl Main {
         None
     }
 
-    /// One UPDATE from `key` into its Adj-RIB-In and the Loc-RIB:
-    /// withdrawals (including RFC 7606 treat-as-withdraw), then
-    /// announcements (each an implicit withdraw of what it replaces). The
-    /// changed destinations are added to `changed` as (prefix, id), for
-    /// [`Main::propagate_ids`].
+    /// UPDATEs from `key`, in order, into its Adj-RIB-In and the Loc-RIB
+    /// (the peer, its session and its rejected routes are looked up once
+    /// for them all, not per UPDATE: a table comes in UPDATEs of a few
+    /// prefixes each). The changed destinations are added to `changed` as
+    /// (prefix, id), for [`Main::propagate_ids`].
     fn import(
         &mut self,
         key: &str,
-        received: &crate::peer::Received,
+        updates: &[crate::peer::Received],
         now: u32,
+        changed: &mut Vec<(IpNet, u32)>,
+    ) {
+        self.loc.set_now(now);
+        match self.import_ctx(key) {
+            Some(mut ctx) => {
+                for received in updates {
+                    ctx.update(received, now, changed);
+                }
+            }
+            None => {
+                // (No configuration: withdrawals only.)
+                for received in updates {
+                    self.withdraw_only(key, received, changed);
+                }
+            }
+        }
+    }
+
+    /// The withdrawals of one UPDATE from `key` (no import context).
+    fn withdraw_only(
+        &mut self,
+        key: &str,
+        received: &crate::peer::Received,
         changed: &mut Vec<(IpNet, u32)>,
     ) {
         let Main {
@@ -343,7 +430,6 @@ impl Main {
         let Some(p) = peers.get_mut(key) else {
             return;
         };
-        loc.set_now(now);
         let mut rej = rejected.get_mut(key);
         for n in received.update.withdrawals() {
             let path_id = n.path_id.unwrap_or(0);
@@ -355,37 +441,6 @@ impl Main {
             if held || o.had {
                 p.rib_in.count(false);
             }
-            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
-                changed.push((n.prefix, id));
-            }
-        }
-        let Some(mut ctx) = self.import_ctx(key) else {
-            return;
-        };
-        // The peer task interned one attribute set per next hop (see
-        // `peer::Received`); each is loop-checked here once, the IGP cost
-        // found once per next hop too.
-        let mut last: Option<(NextHop, u32, &SharedAttrs, Prechecked)> = None;
-        for (n, nh) in received.update.announcements() {
-            let path_id = n.path_id.unwrap_or(0);
-            let (a, pre) = match last {
-                Some((x, id, a, pre)) if x == nh && id == path_id => (a, pre),
-                _ => {
-                    let Some(a) = received.set(nh, path_id) else {
-                        // (Cannot be: every next hop has its set.)
-                        continue;
-                    };
-                    let pre = Prechecked {
-                        since: now,
-                        loop_check: Self::import_check(ctx.g, a, received.as_path_has(ctx.g.asn)),
-                        igp_cost: igp_cost(ctx.resolver, &nh),
-                    };
-                    last = Some((nh, path_id, a, pre));
-                    (a, pre)
-                }
-            };
-            // (The set by reference: the Loc-RIB's path takes the one count.)
-            let o = ctx.route(n.prefix, path_id, a, pre);
             if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
                 changed.push((n.prefix, id));
             }
@@ -947,8 +1002,8 @@ impl Main {
                         warn!(peer = %key, reason = %why, prefixes = update.withdrawals().count(), "RFC 7606: UPDATE treated as withdraw")
                     }
                 }
-                self.import(&key, received, now, &mut changed);
             }
+            self.import(&key, &updates, now, &mut changed);
             spent.push(updates);
             if let Some(p) = self.peers.get(&key) {
                 status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;

@@ -691,6 +691,10 @@ impl Peer {
                         let (mut chunk, _window) = *frames;
                         let now = std::time::Instant::now();
                         let mut counted = crate::status::Counters::default();
+                        // Room for every message of the chunk at once (a
+                        // table comes in thousands of UPDATEs a chunk, of
+                        // 320 bytes each decoded: not grown by doubling).
+                        run.pending.reserve(frames_in(&chunk));
                         while chunk.len() >= bgp_wire::message::HEADER_LEN {
                             let Some(c) = run.conns.iter_mut().find(|c| c.id == id) else { break };
                             // (The reader framed it: the length is checked.)
@@ -999,6 +1003,19 @@ impl Peer {
     }
 }
 
+/// How many messages a chunk framed by the reader holds (from their
+/// length fields alone).
+fn frames_in(chunk: &[u8]) -> usize {
+    let (mut at, mut n) = (0, 0);
+    while let Some(len) = chunk.get(at + 16..at + 18) {
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        // (A length under the header's is not a frame the reader passes.)
+        at += len.max(bgp_wire::message::HEADER_LEN);
+        n += 1;
+    }
+    n
+}
+
 async fn connect(
     remote: SocketAddr,
     source: Option<SocketAddr>,
@@ -1066,6 +1083,27 @@ mod tests {
             });
         }
         u
+    }
+
+    /// A chunk's messages are counted from their length fields: each
+    /// whole one, and a cut one at the end if its length field is there.
+    #[test]
+    fn messages_of_a_chunk_are_counted_from_their_lengths() {
+        let ctx = bgp_wire::Ctx::default();
+        let mut chunk = BytesMut::new();
+        assert_eq!(frames_in(&chunk), 0);
+        Message::Keepalive.encode(&ctx, &mut chunk);
+        Message::Update(update(true, true)).encode(&ctx, &mut chunk);
+        Message::Keepalive.encode(&ctx, &mut chunk);
+        assert!(chunk.len() > 3 * 19);
+        assert_eq!(frames_in(&chunk), 3);
+        assert_eq!(
+            frames_in(&chunk[..chunk.len() - 1]),
+            3,
+            "its length field is there"
+        );
+        assert_eq!(frames_in(&chunk[..chunk.len() - 5]), 2, "no length field");
+        assert_eq!(frames_in(&chunk[..19 + 10]), 1, "no length field yet");
     }
 
     /// An UPDATE's announcements get one interned set per next hop, with

@@ -8,6 +8,8 @@
 #   sudo bench/run.sh --kernel-sizes "N ..."   scenario (d) sizes (default: as --sizes)
 #   sudo bench/run.sh --peer-sizes "N ..."     scenario (b) sizes, 10 peers (default: 100000)
 #   sudo bench/run.sh --rr-sizes "K ..."       scenario (c) route-reflector client counts (default: 1000)
+#   sudo bench/run.sh --repeat N      run scenarios (a), (b) and (c) N times, the daemons in
+#                                     turn each time; the tables show each daemon's medians
 #   KBGP_BIN=/path/to/kbgp sudo bench/run.sh   measure another kbgp build (A/B comparisons)
 #   KBGP_BENCH_BIN=/path/to/kbgp-bench ...     with another build of the injector and monitor
 #
@@ -26,6 +28,7 @@ KSIZES=""
 PSIZES="100000"
 PEERS=10
 RSIZES="1000"
+REPEAT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) SIZES="10000"; PSIZES="5000"; RSIZES="50"; shift ;;
@@ -34,10 +37,12 @@ while [ $# -gt 0 ]; do
     --kernel-sizes) KSIZES="$2"; shift 2 ;;
     --peer-sizes) PSIZES="$2"; shift 2 ;;
     --rr-sizes) RSIZES="$2"; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"] [--peer-sizes \"N ...\"] [--rr-sizes \"K ...\"]" >&2; exit 2 ;;
+    --repeat) REPEAT="$2"; shift 2 ;;
+    *) echo "usage: $0 [--quick] [--sizes \"N ...\"] [--daemons \"kbgp bird frr gobgp\"] [--kernel-sizes \"N ...\"] [--peer-sizes \"N ...\"] [--rr-sizes \"K ...\"] [--repeat N]" >&2; exit 2 ;;
   esac
 done
 KSIZES=${KSIZES:-$SIZES}
+case "$REPEAT" in ''|*[!0-9]*|0) echo "bench/run.sh: --repeat takes a positive number" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh: run as root (network namespace)" >&2; exit 2; }
 cargo build --release --locked -p kbgp -p bench >&2
 KBGP_BIN=$(realpath "${KBGP_BIN:-target/release/kbgp}")
@@ -92,27 +97,35 @@ measure() {
   fi
   ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 }
+# (With --repeat, the daemons take turns in each round: a machine whose
+# speed drifts slows them alike.)
 for n in $SIZES; do
-  for d in $DAEMONS; do
-    echo "== $d, $n prefixes" >&2
-    measure "$NS" "$RESULTS" "$d" "$n" "$d-$n"
-    sleep 1
+  for r in $(seq "$REPEAT"); do
+    for d in $DAEMONS; do
+      echo "== $d, $n prefixes (round $r)" >&2
+      measure "$NS" "$RESULTS" "$d" "$n" "$d-$n-$r"
+      sleep 1
+    done
   done
 done
 for n in $PSIZES; do
-  for d in $DAEMONS; do
-    echo "== $PEERS peers (b): $d, $n prefixes each" >&2
-    measure "$NS" "$PRESULTS" "$d" "$n" "peers-$d-$n" --peers "$PEERS"
-    sleep 1
+  for r in $(seq "$REPEAT"); do
+    for d in $DAEMONS; do
+      echo "== $PEERS peers (b): $d, $n prefixes each (round $r)" >&2
+      measure "$NS" "$PRESULTS" "$d" "$n" "peers-$d-$n-$r" --peers "$PEERS"
+      sleep 1
+    done
   done
 done
 MAXK=$(for k in $RSIZES; do echo "$k"; done | sort -n | tail -1)
 [ -n "$MAXK" ] && client_addrs "$NS" "$MAXK"
 for k in $RSIZES; do
-  for d in $DAEMONS; do
-    echo "== route reflector (c): $d, $k clients" >&2
-    measure "$NS" "$RRESULTS" "$d" "$k" "rr-$d-$k" --rr-clients "$k"
-    sleep 1
+  for r in $(seq "$REPEAT"); do
+    for d in $DAEMONS; do
+      echo "== route reflector (c): $d, $k clients (round $r)" >&2
+      measure "$NS" "$RRESULTS" "$d" "$k" "rr-$d-$k-$r" --rr-clients "$k"
+      sleep 1
+    done
   done
 done
 for n in $KSIZES; do
@@ -123,10 +136,33 @@ for n in $KSIZES; do
     ip netns del "$KNS"
   done
 done
-python3 - "$RESULTS" "$KRESULTS" "$PRESULTS" "$RRESULTS" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-prows = [json.loads(l) for l in open(sys.argv[3]) if l.strip()]
+python3 - "$RESULTS" "$KRESULTS" "$PRESULTS" "$RRESULTS" "$REPEAT" <<'PY'
+import json, statistics, sys
+REPEAT = int(sys.argv[5])
+def medians(rows, size):
+    """One row per (size, daemon), in first-seen order: the median of each
+    measurement over the rounds (a daemon that failed in any round failed)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((size(r), r['daemon']), []).append(r)
+    out = []
+    for (_, d), rs in groups.items():
+        if any(r.get('failed') for r in rs):
+            out.append(next(r for r in rs if r.get('failed'))); continue
+        m = dict(rs[0])
+        # (Measurements only: sizes and counts are the same every round.)
+        for k, v in rs[0].items():
+            if k.endswith(('_ms', '_kb')) and isinstance(v, (int, float)):
+                m[k] = statistics.median(r[k] for r in rs)
+        m['rounds'] = [r.get('converge_ms') for r in rs]
+        out.append(m)
+    return out
+rows = medians([json.loads(l) for l in open(sys.argv[1]) if l.strip()], lambda r: r['prefixes'])
+prows = medians([json.loads(l) for l in open(sys.argv[3]) if l.strip()], lambda r: r['prefixes'])
+if REPEAT > 1:
+    print(f"Each figure is a daemon's median over {REPEAT} rounds (the daemons took turns in each round); 'rounds' lists each round's convergence time.\n")
+def rounds(r):
+    return " (" + ", ".join(f"{x/1000:.2f}" for x in r['rounds']) + ")" if REPEAT > 1 else ""
 def table(rows):
     print(f"| prefixes | daemon | converge s | withdraw s | peak RSS MiB | CPU s | time vs BIRD | RSS vs BIRD |")
     print(f"|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -137,7 +173,7 @@ def table(rows):
                 print(f"| {n} | {r['daemon']} | failed | | | | | |"); continue
             tv = f"{r['converge_ms']/bird['converge_ms']:.2f}x" if bird and bird['converge_ms'] else "-"
             rv = f"{r['rss_peak_kb']/bird['rss_peak_kb']:.2f}x" if bird and bird['rss_peak_kb'] else "-"
-            print(f"| {n} | {r['daemon']} | {r['converge_ms']/1000:.2f} | {r['withdraw_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
+            print(f"| {n} | {r['daemon']} | {r['converge_ms']/1000:.2f}{rounds(r)} | {r['withdraw_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
 table(rows)
 inj = [r for r in rows if not r.get('failed')]
 if inj:
@@ -163,12 +199,12 @@ if krows:
             rel = f"{base['install_ms']/max(r['install_ms'],1):.2f}x" if base else "-"
             name = "ip -batch" if r['daemon'] == 'ip' else "kbgp (from first UPDATE)"
             print(f"| {n} | {name} | {r['install_ms']/1000:.2f} | {rate:,.0f} | {rel} |")
-rrows = [json.loads(l) for l in open(sys.argv[4]) if l.strip()]
+ck = lambda r: r.get('clients', r['prefixes'])  # a failure line has the client count as 'prefixes'
+rrows = medians([json.loads(l) for l in open(sys.argv[4]) if l.strip()], ck)
 if rrows:
     print(f"\nScenario (c), route reflector: K iBGP clients each announce one /26 and ten /32s at once; converged when every client holds the other clients' prefixes:\n")
     print(f"| clients | daemon | sessions up s | converge s | peak RSS MiB | RSS per client KiB | CPU s | time vs BIRD | RSS/client vs BIRD |")
     print(f"|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    ck = lambda r: r.get('clients', r['prefixes'])  # a failure line has the client count as 'prefixes'
     for k in sorted({ck(r) for r in rrows}):
         bird = next((r for r in rrows if ck(r) == k and r['daemon'] == 'bird' and not r.get('failed')), None)
         for r in [r for r in rrows if ck(r) == k]:
@@ -176,7 +212,7 @@ if rrows:
                 print(f"| {k} | {r['daemon']} | failed | | | | | | |"); continue
             tv = f"{r['converge_ms']/bird['converge_ms']:.2f}x" if bird and bird['converge_ms'] else "-"
             rv = f"{r['rss_per_client_kb']/bird['rss_per_client_kb']:.2f}x" if bird else "-"
-            print(f"| {k} | {r['daemon']} | {r['establish_ms']/1000:.2f} | {r['converge_ms']/1000:.2f} | {r['rss_peak_kb']/1024:.1f} | {r['rss_per_client_kb']:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
+            print(f"| {k} | {r['daemon']} | {r['establish_ms']/1000:.2f} | {r['converge_ms']/1000:.2f}{rounds(r)} | {r['rss_peak_kb']/1024:.1f} | {r['rss_per_client_kb']:.1f} | {r['cpu_total_ms']/1000:.2f} | {tv} | {rv} |")
 failed = [r for r in rows + krows + prows + rrows if r.get('failed')]
 sys.exit(1 if failed else 0)
 PY

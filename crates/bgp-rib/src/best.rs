@@ -199,12 +199,13 @@ impl Contexts {
     }
 
     /// The number of source `key` ([`Contexts::source_no`]), if a context
-    /// has it.
+    /// has it ("local", locally originated paths, unless a peer has that
+    /// key).
     pub fn key_no(&self, key: &str) -> Option<u32> {
-        if key == Source::Local.key() {
-            return Some(0);
+        match self.numbers.get(key) {
+            Some(&no) => Some(no),
+            None => (key == Source::Local.key()).then_some(0),
         }
-        self.numbers.get(key).copied()
     }
 
     /// The id of (`source`, `igp_cost`), added if new.

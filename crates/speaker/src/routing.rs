@@ -85,23 +85,11 @@ impl ImportCtx<'_> {
         now: u32,
         changed: &mut Vec<(IpNet, u32)>,
     ) {
-        let key: &str = self.key;
-        for n in received.update.withdrawals() {
-            let path_id = n.path_id.unwrap_or(0);
-            let held = self.p.rib_in.release(&(n.prefix, path_id));
-            if self.has_rejected {
-                if let Some(r) = self.rejected.get_mut(key) {
-                    r.remove(&n.prefix);
-                }
-            }
-            let o = self.loc.remove_id(&n.prefix, key, path_id);
-            if held || o.had {
-                self.p.rib_in.count(false);
-            }
-            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
-                changed.push((n.prefix, id));
-            }
-        }
+        let rejected = match self.has_rejected {
+            true => self.rejected.get_mut(self.key),
+            false => None,
+        };
+        withdraw(self.key, received, self.p, rejected, self.loc, changed);
         // The peer task interned one attribute set per next hop (see
         // `peer::Received`); each is loop-checked here once, the IGP cost
         // found once per next hop too.
@@ -241,6 +229,34 @@ impl ImportCtx<'_> {
             p.rib_in.count(true);
         }
         o
+    }
+}
+
+/// The withdrawals of one UPDATE from `key` (including RFC 7606
+/// treat-as-withdraw): out of its Adj-RIB-In, its rejected routes
+/// (`rejected`, if it has any) and the Loc-RIB; the changed destinations are
+/// added to `changed`.
+fn withdraw(
+    key: &str,
+    received: &crate::peer::Received,
+    p: &mut crate::PeerEntry,
+    mut rejected: Option<&mut BTreeMap<IpNet, String>>,
+    loc: &mut bgp_rib::locrib::LocRib,
+    changed: &mut Vec<(IpNet, u32)>,
+) {
+    for n in received.update.withdrawals() {
+        let path_id = n.path_id.unwrap_or(0);
+        let held = p.rib_in.release(&(n.prefix, path_id));
+        if let Some(r) = rejected.as_deref_mut() {
+            r.remove(&n.prefix);
+        }
+        let o = loc.remove_id(&n.prefix, key, path_id);
+        if held || o.had {
+            p.rib_in.count(false);
+        }
+        if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
+            changed.push((n.prefix, id));
+        }
     }
 }
 
@@ -407,42 +423,19 @@ impl Main {
             }
             None => {
                 // (No configuration: withdrawals only.)
+                let Main {
+                    peers,
+                    rejected,
+                    loc,
+                    ..
+                } = self;
+                let Some(p) = peers.get_mut(key) else {
+                    return;
+                };
+                let mut rej = rejected.get_mut(key);
                 for received in updates {
-                    self.withdraw_only(key, received, changed);
+                    withdraw(key, received, p, rej.as_deref_mut(), loc, changed);
                 }
-            }
-        }
-    }
-
-    /// The withdrawals of one UPDATE from `key` (no import context).
-    fn withdraw_only(
-        &mut self,
-        key: &str,
-        received: &crate::peer::Received,
-        changed: &mut Vec<(IpNet, u32)>,
-    ) {
-        let Main {
-            peers,
-            rejected,
-            loc,
-            ..
-        } = self;
-        let Some(p) = peers.get_mut(key) else {
-            return;
-        };
-        let mut rej = rejected.get_mut(key);
-        for n in received.update.withdrawals() {
-            let path_id = n.path_id.unwrap_or(0);
-            let held = p.rib_in.release(&(n.prefix, path_id));
-            if let Some(r) = rej.as_deref_mut() {
-                r.remove(&n.prefix);
-            }
-            let o = loc.remove_id(&n.prefix, key, path_id);
-            if held || o.had {
-                p.rib_in.count(false);
-            }
-            if let (Changed::Yes, Some(id)) = (o.changed, o.id) {
-                changed.push((n.prefix, id));
             }
         }
     }

@@ -961,3 +961,30 @@ fn a_change_is_reported_exactly_when_the_selection_changes() {
         assert!(yes > 200 && no > 200, "max {max}: {yes} changes, {no} not");
     }
 }
+
+/// A peer whose key is "local" (an unnumbered session on an interface of
+/// that name) is told apart from locally originated paths: withdrawing its
+/// route leaves the local one.
+#[test]
+fn a_peer_keyed_local_is_not_the_local_source() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let p: IpNet = "198.18.18.0/24".parse().unwrap();
+    let named_local = Source::Peer(Arc::new(PeerInfo {
+        key: "local".into(),
+        addr: "fe80::1".parse().unwrap(),
+        asn: 65001,
+        router_id: "192.0.2.1".parse().unwrap(),
+        ibgp: false,
+        rr_client: false,
+        ifindex: Some(2),
+        pod: false,
+        transit: false,
+    }));
+    rib.upsert(p, path(Source::Local, attrs(&[]), "192.0.2.9"));
+    rib.upsert(p, path(named_local, attrs(&[65001]), "192.0.2.1"));
+    assert_eq!(rib.get(&p).unwrap().paths().len(), 2);
+    rib.remove(&p, "local", 0);
+    let d = rib.get(&p).unwrap();
+    assert_eq!(d.paths().len(), 1);
+    assert!(d.paths()[0].is_local(), "the peer's path went, not ours");
+}

@@ -441,6 +441,19 @@ impl Connection {
         }
     }
 
+    /// An UPDATE arrived: in Established it is the driver's to take as it
+    /// is (`Ok`, the hold timer restarted, as [`Connection::on_message`]
+    /// would, without boxing it into an output list: a table comes in
+    /// hundreds of thousands of them); in any other state the outputs of
+    /// [`Connection::on_message`] (`Err`).
+    pub fn on_update(&mut self, u: Update, now: Instant) -> Result<Update, Vec<Output>> {
+        if self.state == State::Established {
+            self.heard(now);
+            return Ok(u);
+        }
+        Err(self.on_message(Message::Update(u), now))
+    }
+
     /// The decoder refused a message: send its NOTIFICATION and close.
     pub fn on_decode_error(&mut self, n: Notification) -> Vec<Output> {
         if self.state == State::Idle {

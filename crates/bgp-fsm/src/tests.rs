@@ -206,3 +206,27 @@ fn collision_and_backoff() {
         Duration::from_secs(30)
     );
 }
+
+#[test]
+fn an_update_is_taken_as_is_only_when_established() {
+    let t0 = Instant::now();
+    let u = Update {
+        nlri: vec![bgp_wire::update::Nlri::new("192.0.2.0/24".parse().unwrap())],
+        ..Default::default()
+    };
+    // OpenConfirm: an FSM error, as `on_message` gives.
+    let (mut c, _) = Connection::start(cfg(65001, RemoteAs::External), t0);
+    c.on_message(peer_open(65002, 30, "192.0.2.2"), t0);
+    let out = c.on_update(u.clone(), t0).expect_err("not established");
+    assert_eq!(sent_notification(&out), Some((5, 2)));
+    assert_eq!(c.state(), State::Idle);
+    // Established: the same UPDATE back, and the hold timer restarted.
+    let mut c = establish(cfg(65001, RemoteAs::External), t0);
+    assert_eq!(c.on_update(u.clone(), t0 + Duration::from_secs(20)), Ok(u));
+    assert!(c
+        .on_timer(t0 + Duration::from_secs(35))
+        .iter()
+        .all(|o| !matches!(o, Output::Close(_))));
+    let out = c.on_timer(t0 + Duration::from_secs(51));
+    assert_eq!(sent_notification(&out), Some((4, 0)));
+}

@@ -704,6 +704,16 @@ impl Peer {
                             let len = usize::from(u16::from_be_bytes([chunk[16], chunk[17]]));
                             let frame = chunk.split_to(len.min(chunk.len()));
                             let outs = match Message::decode(&frame, &c.fsm.ctx()) {
+                                Ok(Message::Update(u)) => {
+                                    counted.count("UPDATE");
+                                    match c.fsm.on_update(u, now) {
+                                        Ok(u) => {
+                                            self.take_update(&mut run, u);
+                                            continue;
+                                        }
+                                        Err(outs) => outs,
+                                    }
+                                }
                                 Ok(m) => {
                                     counted.count(m.kind());
                                     c.fsm.on_message(m, now)
@@ -893,6 +903,17 @@ impl Peer {
         });
     }
 
+    /// An UPDATE of the Established session: handed on with the others of
+    /// its chunk (see `flush_updates`).
+    fn take_update(&self, run: &mut Run, u: Update) {
+        if run.pending.is_empty() {
+            run.pending_gen = run.gen;
+        }
+        run.pending_prefixes += u.withdrawals().count() + u.announcements().count();
+        run.pending
+            .push(Received::new(u, &self.interner, self.session.local_as));
+    }
+
     async fn handle(&self, run: &mut Run, id: u64, outs: Vec<Output>) {
         let mut queue: std::collections::VecDeque<(u64, Output)> =
             outs.into_iter().map(|o| (id, o)).collect();
@@ -974,15 +995,7 @@ impl Peer {
                         );
                     }
                 }
-                Output::Update(u) => {
-                    // Handed on with the others of its chunk (see `flush_updates`).
-                    if run.pending.is_empty() {
-                        run.pending_gen = run.gen;
-                    }
-                    run.pending_prefixes += u.withdrawals().count() + u.announcements().count();
-                    run.pending
-                        .push(Received::new(*u, &self.interner, self.session.local_as));
-                }
+                Output::Update(u) => self.take_update(run, *u),
                 Output::RouteRefresh(rr) => {
                     let _ = self.main.send(PeerEvent::Refresh {
                         key: self.key.clone(),

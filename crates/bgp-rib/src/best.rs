@@ -267,6 +267,12 @@ impl Contexts {
         id
     }
 
+    /// How many peers paths come from, at most: every key with a context
+    /// (until the next compaction; locally originated paths not counted).
+    pub fn sources(&self) -> usize {
+        self.numbers.len()
+    }
+
     /// Entries held (local not counted).
     pub fn len(&self) -> usize {
         self.index.len()

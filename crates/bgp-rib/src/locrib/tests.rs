@@ -988,3 +988,72 @@ fn a_peer_keyed_local_is_not_the_local_source() {
     assert_eq!(d.paths().len(), 1);
     assert!(d.paths()[0].is_local(), "the peer's path went, not ours");
 }
+
+/// What [`LocRib::room`] should say, counted over every destination.
+fn recount(rib: &LocRib) -> (usize, usize) {
+    (0..rib.dests.len()).fold((0, 0), |(p, s), i| {
+        let (dp, ds) = rib.dests[i].room();
+        (p + dp, s + ds)
+    })
+}
+
+#[test]
+fn a_prefix_every_peer_announces_gets_room_for_all_at_once() {
+    let mut rib = LocRib::new(BestCfg::default());
+    let prefixes: Vec<IpNet> = (0..500u32)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
+        .collect();
+    // Nine peers, taking turns (as UPDATEs from nine sessions arrive).
+    for p in &prefixes {
+        for k in 0..9u32 {
+            rib.upsert(*p, ebgp(&format!("192.0.2.{}", k + 1), 65001 + k));
+        }
+    }
+    // Every list but the first was made for nine paths: none spare (grown
+    // two at a time, each would have room for ten). The first prefix's
+    // was made before the other peers had sent anything: it grew.
+    let (paths, spare) = recount(&rib);
+    assert_eq!((rib.room.paths, rib.room.spare), (paths, spare));
+    assert_eq!(paths, 4500);
+    assert!(spare <= 1, "{spare} slots spare");
+    for p in &prefixes {
+        assert_eq!(rib.get(p).unwrap().paths().len(), 9);
+    }
+}
+
+#[test]
+fn lists_made_wide_leave_at_most_a_quarter_of_the_paths_spare() {
+    // Sixteen peers, each prefix from two or three of them (a router with
+    // many peers and few paths a prefix): the spare slots stay bounded,
+    // and the counts stay those of the destinations through withdrawals.
+    let mut rib = LocRib::new(BestCfg::default());
+    let keys: Vec<String> = (0..16).map(|k| format!("192.0.2.{}", k + 1)).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let prefixes: Vec<IpNet> = (0..2000u32)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
+        .collect();
+    for p in &prefixes {
+        let n = 2 + (rnd() % 2) as usize;
+        for _ in 0..n {
+            let k = (rnd() % 16) as usize;
+            rib.upsert(*p, ebgp(&keys[k], 65001 + k as u32));
+        }
+        let (paths, spare) = recount(&rib);
+        assert_eq!((rib.room.paths, rib.room.spare), (paths, spare));
+        // (One list made wide past the budget at most.)
+        assert!(spare <= paths / 4 + 16, "{spare} spare for {paths} paths");
+    }
+    for p in prefixes.iter().step_by(3) {
+        for k in &keys {
+            rib.remove(p, k, 0);
+        }
+    }
+    rib.remove_source(&keys[5]);
+    assert_eq!((rib.room.paths, rib.room.spare), recount(&rib));
+}

@@ -473,6 +473,7 @@ impl LocRib {
             }
             let d = &mut self.dests[*id as usize];
             // Give the slot's memory back (a multipath set may have spilled).
+            self.room.change(d.room(), (0, 0));
             *d = Dest::default();
             self.empty -= 1;
             self.free_ids.push(*id);

@@ -1056,4 +1056,6 @@ fn lists_made_wide_leave_at_most_a_quarter_of_the_paths_spare() {
     }
     rib.remove_source(&keys[5]);
     assert_eq!((rib.room.paths, rib.room.spare), recount(&rib));
+    assert!(!rib.prune(&prefixes).is_empty());
+    assert_eq!((rib.room.paths, rib.room.spare), recount(&rib));
 }

@@ -107,9 +107,9 @@ impl Dest {
             }
             Paths::Many(_, paths) if paths.is_empty() => Paths::One(path),
             Paths::Many(selected, mut paths) => {
-                // Grown two paths at a time, not doubled: ten paths take
+                // Grown to `wide`, or by two, not doubled: ten paths take
                 // ten slots, not sixteen (scenario (b): 100k prefixes from
-                // ten peers each), in five moves.
+                // ten peers each).
                 if paths.len() == paths.capacity() {
                     paths.reserve_exact(wide.saturating_sub(paths.len()).max(2));
                 }

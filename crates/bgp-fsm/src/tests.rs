@@ -22,6 +22,19 @@ fn sent_notification(out: &[Output]) -> Option<(u8, u8)> {
     })
 }
 
+/// A connection Established at `t0` with a 30 s hold time that heard from
+/// its peer at `t0` + 20 s: still up at + 35 s (the hold timer restarted
+/// then), Hold Timer Expired at + 51 s, in Idle.
+fn hold_restarted_at_20s(c: &mut Connection, t0: Instant) {
+    assert!(c
+        .on_timer(t0 + Duration::from_secs(35))
+        .iter()
+        .all(|o| !matches!(o, Output::Close(_))));
+    let out = c.on_timer(t0 + Duration::from_secs(51));
+    assert_eq!(sent_notification(&out), Some((4, 0)));
+    assert_eq!(c.state(), State::Idle);
+}
+
 /// Walk a connection from TCP up to Established.
 fn establish(c: SessionCfg, now: Instant) -> Connection {
     let (mut conn, out) = Connection::start(c, now);
@@ -130,16 +143,9 @@ fn keepalive_and_hold_timers() {
     assert_eq!(c.next_deadline(), Some(t0 + Duration::from_secs(10)));
     let out = c.on_timer(t0 + Duration::from_secs(10));
     assert_eq!(out, vec![Output::Send(Message::Keepalive)]);
-    // Peer keeps talking: hold restarts.
+    // Peer keeps talking: hold restarts; then silence for the hold time.
     c.on_message(Message::Keepalive, t0 + Duration::from_secs(20));
-    assert!(c
-        .on_timer(t0 + Duration::from_secs(35))
-        .iter()
-        .all(|o| !matches!(o, Output::Close(_))));
-    // Silence for the hold time: Hold Timer Expired.
-    let out = c.on_timer(t0 + Duration::from_secs(51));
-    assert_eq!(sent_notification(&out), Some((4, 0)));
-    assert_eq!(c.state(), State::Idle);
+    hold_restarted_at_20s(&mut c, t0);
 }
 
 #[test]
@@ -223,10 +229,5 @@ fn an_update_is_taken_as_is_only_when_established() {
     // Established: the same UPDATE back, and the hold timer restarted.
     let mut c = establish(cfg(65001, RemoteAs::External), t0);
     assert_eq!(c.on_update(u.clone(), t0 + Duration::from_secs(20)), Ok(u));
-    assert!(c
-        .on_timer(t0 + Duration::from_secs(35))
-        .iter()
-        .all(|o| !matches!(o, Output::Close(_))));
-    let out = c.on_timer(t0 + Duration::from_secs(51));
-    assert_eq!(sent_notification(&out), Some((4, 0)));
+    hold_restarted_at_20s(&mut c, t0);
 }

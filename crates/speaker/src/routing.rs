@@ -85,9 +85,10 @@ impl ImportCtx<'_> {
         now: u32,
         changed: &mut Vec<(IpNet, u32)>,
     ) {
-        let rejected = match self.has_rejected {
-            true => self.rejected.get_mut(self.key),
-            false => None,
+        let rejected = if self.has_rejected {
+            self.rejected.get_mut(self.key)
+        } else {
+            None
         };
         withdraw(self.key, received, self.p, rejected, self.loc, changed);
         // The peer task interned one attribute set per next hop (see

@@ -234,6 +234,29 @@ fn proc_stats(pid: u32) -> (u64, u64) {
     (hwm, ticks * 10)
 }
 
+/// CPU ms of a process's threads named `name` (kbgp's main loop is
+/// `kbgp-main`): how the daemon's CPU splits between its decision thread
+/// and the rest.
+fn thread_cpu_ms(pid: u32, name: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut ticks = 0;
+    for t in dir.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let Some((head, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, c)| c) != Some(name) {
+            continue;
+        }
+        let f: Vec<&str> = after.split_whitespace().collect();
+        ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    ticks * 10
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
@@ -323,6 +346,7 @@ async fn main() -> Result<()> {
         });
     }
     let idle = proc_stats(pid);
+    let idle_main = thread_cpu_ms(pid, "kbgp-main");
     // Let the daemon settle (initial End-of-RIBs, own routes) before timing.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -438,6 +462,7 @@ async fn main() -> Result<()> {
     let converge = t0.elapsed();
     let announced = announced.load(std::sync::atomic::Ordering::Relaxed);
     let loaded = proc_stats(pid);
+    let loaded_main = thread_cpu_ms(pid, "kbgp-main");
     let rss_converged = status_kb(pid, "VmRSS:");
     let t1 = Instant::now();
     let withdraw = withdraw.freeze();
@@ -478,6 +503,7 @@ async fn main() -> Result<()> {
             "rss_converged_kb": rss_converged,
             "rss_peak_kb": loaded.0.max(done.0),
             "cpu_converge_ms": loaded.1.saturating_sub(idle.1),
+            "cpu_converge_main_loop_ms": loaded_main.saturating_sub(idle_main),
             "cpu_total_ms": done.1,
         })
     );

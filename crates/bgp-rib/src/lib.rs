@@ -16,7 +16,9 @@
 
 pub mod best;
 pub mod locrib;
+pub mod prefetch;
 pub mod rewrite;
+mod v4index;
 
 use std::collections::BTreeMap;
 

@@ -8,9 +8,11 @@
 //! one hash probe and one array index per operation, instead of a trie walk
 //! over nodes that hold the destinations themselves.
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv6Net};
 
 use bgp_wire::ThinVec;
+
+use crate::v4index::{V4Index, ID_BITS};
 
 use crate::best::{
     select, BestCfg, Contexts, CtxId, IgpCost, NewPath, Path, PathCtx, Selected, Source,
@@ -269,7 +271,6 @@ impl Arrivals {
 /// The most destinations a Loc-RIB holds (ids fit in 26 bits, so that an
 /// IPv4 index entry is one `u64`); past it, new prefixes are not taken.
 pub const MAX_DESTS: usize = 1 << ID_BITS;
-const ID_BITS: u32 = 26;
 
 /// The destinations by id, in chunks of a fixed size: growing never moves
 /// (nor copies) the ones there, so the table never exists twice while it
@@ -310,73 +311,6 @@ impl std::ops::Index<usize> for Slab {
 impl std::ops::IndexMut<usize> for Slab {
     fn index_mut(&mut self, i: usize) -> &mut Dest {
         &mut self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
-    }
-}
-
-/// IPv4 prefix -> destination id, each entry one `u64`: address (32 bits),
-/// length (6), id (26). 9 bytes a bucket with hashbrown's control byte, 13
-/// for `(Ipv4Net, u32)` (1M prefixes: 19 MiB instead of 27).
-#[derive(Default)]
-struct V4Index {
-    t: hashbrown::HashTable<u64>,
-    hasher: hashbrown::DefaultHashBuilder,
-}
-
-impl V4Index {
-    fn key(p: &Ipv4Net) -> u64 {
-        (u64::from(u32::from(p.addr())) << 6) | u64::from(p.prefix_len())
-    }
-    fn hash(&self, k: u64) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(k)
-    }
-    fn get(&self, p: &Ipv4Net) -> Option<u32> {
-        let k = Self::key(p);
-        self.t
-            .find(self.hash(k), |e| e >> ID_BITS == k)
-            .map(|e| (e & ((1 << ID_BITS) - 1)) as u32)
-    }
-    /// The id of `p`, or a new one from `new` (none: `p` is not added).
-    fn get_or_insert_with(
-        &mut self,
-        p: &Ipv4Net,
-        new: impl FnOnce() -> Option<u32>,
-    ) -> Option<u32> {
-        let k = Self::key(p);
-        let h = self.hash(k);
-        if let Some(e) = self.t.find(h, |e| e >> ID_BITS == k) {
-            return Some((e & ((1 << ID_BITS) - 1)) as u32);
-        }
-        let id = new()?;
-        let hasher = &self.hasher;
-        self.t
-            .insert_unique(h, (k << ID_BITS) | u64::from(id), |e| {
-                use std::hash::BuildHasher;
-                hasher.hash_one(e >> ID_BITS)
-            });
-        Some(id)
-    }
-    /// Remove `p` if it names destination `id`.
-    fn remove_if(&mut self, p: &Ipv4Net, id: u32) -> bool {
-        let e = (Self::key(p) << ID_BITS) | u64::from(id);
-        match self.t.find_entry(self.hash(e >> ID_BITS), |x| *x == e) {
-            Ok(o) => {
-                o.remove();
-                true
-            }
-            Err(_) => false,
-        }
-    }
-    fn iter(&self) -> impl Iterator<Item = (Ipv4Net, u32)> + '_ {
-        self.t.iter().map(|e| {
-            let k = e >> ID_BITS;
-            let addr = std::net::Ipv4Addr::from((k >> 6) as u32);
-            let net = Ipv4Net::new(addr, (k & 63) as u8).unwrap_or_default();
-            (net, (e & ((1 << ID_BITS) - 1)) as u32)
-        })
-    }
-    fn len(&self) -> usize {
-        self.t.len()
     }
 }
 
@@ -427,6 +361,16 @@ impl LocRib {
         match prefix {
             IpNet::V4(p) => self.v4.get(p),
             IpNet::V6(p) => self.v6.get(p).copied(),
+        }
+    }
+
+    /// Start bringing what looking `prefix` up reads into the CPU's cache
+    /// (IPv4: its index slot), so that importing it a little later does not
+    /// wait for memory: called for the next UPDATE's prefixes while one is
+    /// imported. Changes nothing.
+    pub fn prefetch(&self, prefix: &IpNet) {
+        if let IpNet::V4(p) = prefix {
+            self.v4.prefetch(p);
         }
     }
 

@@ -308,6 +308,23 @@ impl Received {
         }
     }
 
+    /// Start bringing what importing this UPDATE reads first into the CPU's
+    /// cache (its prefixes and its first attribute set, written by a peer
+    /// task on another core): called for the UPDATE after next while one is
+    /// imported.
+    pub(crate) fn prefetch(&self) {
+        use bgp_rib::prefetch;
+        let u = &self.update;
+        prefetch::slice(&u.nlri);
+        prefetch::slice(&u.withdrawn);
+        if let Some(m) = &u.mp_reach {
+            prefetch::slice(&m.nlri);
+        }
+        if let Some((_, a)) = &self.first {
+            prefetch::read(&**a);
+        }
+    }
+
     /// Whether the UPDATE's AS path holds `asn`, if that is the AS the
     /// peer task looked for.
     pub(crate) fn as_path_has(&self, asn: u32) -> Option<bool> {

@@ -77,6 +77,15 @@ struct ImportCtx<'a> {
 }
 
 impl ImportCtx<'_> {
+    /// [`LocRib::prefetch`](bgp_rib::locrib::LocRib::prefetch) of an
+    /// UPDATE's prefixes.
+    fn prefetch(&self, received: &crate::peer::Received) {
+        let u = &received.update;
+        for n in u.withdrawals().chain(u.announcements().map(|(n, _)| n)) {
+            self.loc.prefetch(&n.prefix);
+        }
+    }
+
     /// One UPDATE: withdrawals (including RFC 7606 treat-as-withdraw),
     /// then announcements (each an implicit withdraw of what it replaces).
     fn update(
@@ -418,7 +427,16 @@ impl Main {
         self.loc.set_now(now);
         match self.import_ctx(key) {
             Some(mut ctx) => {
-                for received in updates {
+                for (i, received) in updates.iter().enumerate() {
+                    // Memory is read ahead while this UPDATE is imported:
+                    // the one after next's prefixes and set, the next one's
+                    // index slots (which needs its prefixes, fetched a turn ago).
+                    if let Some(later) = updates.get(i + 2) {
+                        later.prefetch();
+                    }
+                    if let Some(next) = updates.get(i + 1) {
+                        ctx.prefetch(next);
+                    }
                     ctx.update(received, now, changed);
                 }
             }

@@ -1,7 +1,8 @@
 //! TCP MD5 signatures (RFC 2385) for BGP passwords: the one socket option
 //! kbgp needs that tokio and std do not offer.
 //!
-//! One of kbgp's two `unsafe` modules (the other: `fib::sockopt`): a single `setsockopt(TCP_MD5SIG)` with a
+//! One of kbgp's three `unsafe` modules (the others: `fib::sockopt`,
+//! `bgp_rib::prefetch`): a single `setsockopt(TCP_MD5SIG)` with a
 //! `#[repr(C)]` struct laid out like the kernel's `struct tcp_md5sig`
 //! (include/uapi/linux/tcp.h): a 128-byte `sockaddr_storage`, flags, prefix
 //! length, key length, ifindex, an 80-byte key — 216 bytes. The address is

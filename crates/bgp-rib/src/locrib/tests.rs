@@ -2,6 +2,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use bgp_wire::{AsPath, Origin, PathAttrs};
+use ipnet::Ipv4Net;
 
 use super::*;
 use crate::best::{compare, Contexts, IgpCost, NewPath, PeerInfo, Source, Step};

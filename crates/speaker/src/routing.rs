@@ -417,24 +417,32 @@ impl Main {
     /// for them all, not per UPDATE: a table comes in UPDATEs of a few
     /// prefixes each). The changed destinations are added to `changed` as
     /// (prefix, id), for [`Main::propagate_ids`].
+    /// `ahead`: the first UPDATEs of the turn's next chunk (of any peer),
+    /// read ahead while this chunk's last ones are imported.
     fn import(
         &mut self,
         key: &str,
         updates: &[crate::peer::Received],
+        ahead: &[crate::peer::Received],
         now: u32,
         changed: &mut Vec<(IpNet, u32)>,
     ) {
         self.loc.set_now(now);
+        let at = |j: usize| {
+            updates
+                .get(j)
+                .or_else(|| ahead.get(j.checked_sub(updates.len())?))
+        };
         match self.import_ctx(key) {
             Some(mut ctx) => {
                 for (i, received) in updates.iter().enumerate() {
                     // Memory is read ahead while this UPDATE is imported:
                     // the one after next's prefixes and set, the next one's
                     // index slots (which needs its prefixes, fetched a turn ago).
-                    if let Some(later) = updates.get(i + 2) {
+                    if let Some(later) = at(i + 2) {
                         later.prefetch();
                     }
-                    if let Some(next) = updates.get(i + 1) {
+                    if let Some(next) = at(i + 1) {
                         ctx.prefetch(next);
                     }
                     ctx.update(received, now, changed);
@@ -987,7 +995,8 @@ impl Main {
         // the main loop in a full table's burst by perf, and (b) of bench/ a
         // third longer.
         let mut spent = Vec::with_capacity(batch.len());
-        for (key, gen, updates) in batch {
+        let mut batch = batch.into_iter().peekable();
+        while let Some((key, gen, updates)) = batch.next() {
             let live = self
                 .peers
                 .get(&key)
@@ -1015,7 +1024,10 @@ impl Main {
                     }
                 }
             }
-            self.import(&key, &updates, now, &mut changed);
+            let ahead = batch
+                .peek()
+                .map_or(&[][..], |(_, _, u)| &u[..u.len().min(2)]);
+            self.import(&key, &updates, ahead, now, &mut changed);
             spent.push(updates);
             if let Some(p) = self.peers.get(&key) {
                 status::lock(&p.status).prefixes_received = p.rib_in.len() as u64;

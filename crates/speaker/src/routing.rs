@@ -438,7 +438,7 @@ impl Main {
                 for (i, received) in updates.iter().enumerate() {
                     // Memory is read ahead while this UPDATE is imported:
                     // the one after next's prefixes and set, the next one's
-                    // index slots (which needs its prefixes, fetched a turn ago).
+                    // index slots (which needs its prefixes, fetched an UPDATE ago).
                     if let Some(later) = at(i + 2) {
                         later.prefetch();
                     }

@@ -222,16 +222,23 @@ fn status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The command name and CPU ms (utime + stime) of a `/proc/.../stat` line
+/// (a process's or a thread's).
+fn stat_cpu(stat: &str) -> (&str, u64) {
+    let (head, after) = stat.rsplit_once(')').unwrap_or(("", ""));
+    let comm = head.split_once('(').map_or("", |(_, c)| c);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of the line (utime, stime) in clock ticks of 10 ms.
+    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (comm, ticks * 10)
+}
+
 /// (peak RSS kB, CPU ms) of a process.
 fn proc_stats(pid: u32) -> (u64, u64) {
     let hwm = status_kb(pid, "VmHWM:");
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of /proc/PID/stat (utime, stime) in clock ticks of 10 ms.
-    let ticks: u64 = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (hwm, ticks * 10)
+    (hwm, stat_cpu(&stat).1)
 }
 
 /// CPU ms of a process's threads named `name` (kbgp's main loop is
@@ -241,20 +248,13 @@ fn thread_cpu_ms(pid: u32, name: &str) -> u64 {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
-    let mut ticks = 0;
-    for t in dir.flatten() {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let Some((head, after)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if head.split_once('(').map(|(_, c)| c) != Some(name) {
-            continue;
-        }
-        let f: Vec<&str> = after.split_whitespace().collect();
-        ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    ticks * 10
+    dir.flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("stat")).unwrap_or_default())
+        .map(|stat| match stat_cpu(&stat) {
+            (comm, ms) if comm == name => ms,
+            _ => 0,
+        })
+        .sum()
 }
 
 #[tokio::main]
@@ -508,4 +508,20 @@ async fn main() -> Result<()> {
         })
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stat_cpu;
+
+    #[test]
+    fn a_stat_line_gives_its_command_and_cpu() {
+        // utime 7 and stime 5 ticks (fields 14 and 15); a command name may
+        // hold spaces and parentheses.
+        let line = "4242 (kbgp-main) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0 10 0 0";
+        assert_eq!(stat_cpu(line), ("kbgp-main", 120));
+        let odd = "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 30 2 0 0 20 0 1 0 1 0 0";
+        assert_eq!(stat_cpu(odd), ("a (b) c", 320));
+        assert_eq!(stat_cpu(""), ("", 0));
+    }
 }
